@@ -1,0 +1,158 @@
+//! Command-line arguments, modelled on nitro-cli.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run isolated KVM enclaves from measured images, Nitro-Enclaves style, on any Linux host.
+#[derive(Parser, Debug)]
+#[command(name = "enclave", version, about)]
+pub struct Cli {
+    /// Machine-readable JSON output (commands that print JSON anyway keep doing so).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an enclave image (EIF) from a static ELF program and files; no Docker.
+    BuildEnclave(BuildArgs),
+    /// Show an EIF's measurements, sections and metadata.
+    DescribeEif(DescribeEifArgs),
+    /// Reserve or show the CPU and memory pool enclaves are carved from.
+    Allocator(AllocatorArgs),
+    /// Start an enclave from an EIF.
+    RunEnclave(RunArgs),
+    /// List running enclaves.
+    DescribeEnclaves,
+    /// Terminate one or all enclaves.
+    TerminateEnclave(TerminateArgs),
+    /// Stream a debug-mode enclave's console.
+    Console(ConsoleArgs),
+    /// The VMM process of one enclave (started by run-enclave; not for direct use).
+    #[command(name = "__vmm", hide = true)]
+    Vmm(VmmArgs),
+}
+
+/// `build-enclave`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The static x86_64 ELF program to run as /init.
+    #[arg(long)]
+    pub binary: PathBuf,
+    /// Extra file to put in the image, as SRC:DST (DST absolute inside the image).
+    #[arg(long = "file", value_name = "SRC:DST")]
+    pub files: Vec<String>,
+    /// Argument for the program (repeat; the first is argv[1], argv[0] is /init).
+    #[arg(long = "cmd", value_name = "ARG", allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+    /// Environment variable for the program, as K=V (repeat).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Where to write the EIF.
+    #[arg(long)]
+    pub output_file: PathBuf,
+    /// Image name recorded in the metadata (default: the binary's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image version recorded in the metadata.
+    #[arg(long, default_value = "1.0")]
+    pub version: String,
+}
+
+/// `describe-eif`.
+#[derive(Args, Debug)]
+pub struct DescribeEifArgs {
+    /// The EIF to describe.
+    #[arg(long)]
+    pub eif_path: PathBuf,
+}
+
+/// `allocator`.
+#[derive(Args, Debug)]
+pub struct AllocatorArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AllocatorAction,
+}
+
+/// `allocator apply|show|release`.
+#[derive(Subcommand, Debug)]
+pub enum AllocatorAction {
+    /// Reserve the pool described by the config file (ENCLAVE_ALLOCATOR_CONFIG, default /etc/enclave/allocator.toml).
+    Apply,
+    /// Show the pool and what running enclaves hold.
+    Show,
+    /// Give the pool back to the host.
+    Release {
+        /// Also drop claims of enclaves that still run (their CPUs and memory go back too).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `run-enclave`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The EIF to run.
+    #[arg(long)]
+    pub eif_path: PathBuf,
+    /// Number of CPUs, taken from the pool.
+    #[arg(long, conflicts_with = "cpu_ids", required_unless_present = "cpu_ids")]
+    pub cpu_count: Option<u32>,
+    /// Exact pool CPUs to use (e.g. 1,3).
+    #[arg(long, value_delimiter = ',')]
+    pub cpu_ids: Option<Vec<u32>>,
+    /// Guest memory in MiB (a multiple of 2, at least 16).
+    #[arg(long)]
+    pub memory: u64,
+    /// vsock CID of the enclave (default: the lowest free ≥ 16).
+    #[arg(long)]
+    pub enclave_cid: Option<u64>,
+    /// Name for the enclave (default: the EIF's file stem).
+    #[arg(long)]
+    pub enclave_name: Option<String>,
+    /// Debug mode: console output and all-zero PCRs in attestation.
+    #[arg(long)]
+    pub debug_mode: bool,
+    /// Stream the console and exit with the program's exit status (needs --debug-mode).
+    #[arg(long, requires = "debug_mode")]
+    pub attach_console: bool,
+}
+
+/// `terminate-enclave`.
+#[derive(Args, Debug)]
+pub struct TerminateArgs {
+    /// The enclave to terminate.
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    pub enclave_id: Option<String>,
+    /// Terminate every enclave.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `console`.
+#[derive(Args, Debug)]
+pub struct ConsoleArgs {
+    /// The enclave whose console to stream.
+    #[arg(long)]
+    pub enclave_id: String,
+}
+
+/// `__vmm`.
+#[derive(Args, Debug)]
+pub struct VmmArgs {
+    /// Launch request as JSON.
+    #[arg(long)]
+    pub request: String,
+    /// File descriptor to report readiness on.
+    #[arg(long)]
+    pub status_fd: i32,
+}

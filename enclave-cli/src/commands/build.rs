@@ -1,0 +1,241 @@
+//! `enclave build-enclave`: a static ELF, extra files, argv and env → a reproducible EIF,
+//! written atomically; prints nitro-cli's `{"Measurements": {...}}` on stdout.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use attestation::image::{
+    build_eif, build_time_from_epoch, ImageInputs, ImageMetadata, InitSpec, EPOCH_BUILD_TIME,
+};
+use enclave_runtime::guest_abi;
+
+use crate::args::BuildArgs;
+
+/// argv[0] of the enclave's program.
+const INIT_ARGV0: &str = "/init";
+/// Environment variable giving the build time (seconds since 1970), as reproducible builds use.
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// Runs `build-enclave`.
+pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
+    let progress = Progress::start(json);
+
+    progress.say("reading the program");
+    let init = std::fs::read(&a.binary).with_context(|| {
+        format!(
+            "Cannot read the program {}: give --binary the path of a static x86_64 ELF",
+            a.binary.display()
+        )
+    })?;
+    enclave_runtime::elf::plan(&init)
+        .with_context(|| format!("{} cannot run in an enclave", a.binary.display()))?;
+
+    progress.say("reading files");
+    let files = a
+        .files
+        .iter()
+        .map(|spec| read_file_spec(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let env = a
+        .env
+        .iter()
+        .map(|e| check_env(e).map(|()| e.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut argv = vec![INIT_ARGV0.to_owned()];
+    argv.extend(a.cmd.iter().cloned());
+
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => default_name(&a.binary)?,
+    };
+    let metadata = ImageMetadata::new(
+        name,
+        a.version.clone(),
+        build_time()?,
+        format!("enclave-guest-abi-{}", guest_abi::ABI_VERSION),
+    );
+
+    progress.say("building the image");
+    let inputs = ImageInputs {
+        kernel: guest_abi::kernel_blob(),
+        init,
+        files,
+        init_spec: InitSpec { argv, env },
+        metadata,
+    };
+    let built = build_eif(&inputs).context("Cannot build the enclave image")?;
+
+    progress.say("writing the image");
+    write_atomically(&a.output_file, &built.bytes)?;
+    progress.finish();
+
+    crate::output::print_json(&serde_json::json!({
+        "Measurements": built.measurements.to_json(),
+    }))?;
+    Ok(0)
+}
+
+/// Splits `SRC:DST` at the first ':' followed by '/', so SRC may itself contain ':'.
+fn split_file_spec(spec: &str) -> anyhow::Result<(&str, &str)> {
+    let split = spec
+        .match_indices(':')
+        .map(|(i, _)| i)
+        .find(|&i| spec[i + 1..].starts_with('/'));
+    match split {
+        Some(i) if i > 0 => Ok((&spec[..i], &spec[i + 1..])),
+        _ => bail!(
+            "--file {spec:?} is not SRC:DST: write the host path, a colon and the absolute \
+             path inside the image, e.g. --file ./config.json:/etc/app/config.json"
+        ),
+    }
+}
+
+/// Reads one `--file SRC:DST`: contents and permission bits (`& 0o777`) of SRC, for DST.
+fn read_file_spec(spec: &str) -> anyhow::Result<(String, Vec<u8>, u32)> {
+    let (src, dst) = split_file_spec(spec)?;
+    let meta = std::fs::metadata(src).with_context(|| {
+        format!("Cannot read --file source {src}: check the path (given as {spec:?})")
+    })?;
+    if !meta.is_file() {
+        bail!("--file source {src} is not a regular file: give one --file per file (directories are not copied)");
+    }
+    let data = std::fs::read(src)
+        .with_context(|| format!("Cannot read --file source {src}: check its permissions"))?;
+    Ok((dst.to_owned(), data, meta.permissions().mode() & 0o777))
+}
+
+/// Checks an `--env` entry is `K=V` with a non-empty name.
+fn check_env(entry: &str) -> anyhow::Result<()> {
+    match entry.split_once('=') {
+        Some((k, _)) if !k.is_empty() && !k.contains('\0') => Ok(()),
+        _ => bail!("--env {entry:?} is not NAME=value: write it as e.g. --env RUST_LOG=info"),
+    }
+}
+
+/// The binary's file name, the default image name.
+fn default_name(binary: &Path) -> anyhow::Result<String> {
+    binary
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "Cannot take an image name from {}: give --name",
+                binary.display()
+            )
+        })
+}
+
+/// Build time from `SOURCE_DATE_EPOCH`, else the fixed epoch, so builds are reproducible.
+fn build_time() -> anyhow::Result<String> {
+    let Some(raw) = std::env::var_os(SOURCE_DATE_EPOCH) else {
+        return Ok(EPOCH_BUILD_TIME.to_owned());
+    };
+    let text = raw.to_string_lossy();
+    let secs: u64 = text.trim().parse().with_context(|| {
+        format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds since 1970: fix or unset it")
+    })?;
+    Ok(build_time_from_epoch(secs)?)
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it into place.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let file_name = path.file_name().with_context(|| {
+        format!(
+            "--output-file {} names no file: give a file path such as app.eif",
+            path.display()
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| -> anyhow::Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| {
+            format!(
+                "Cannot create {}: check that {} exists and is writable",
+                tmp.display(),
+                dir.display()
+            )
+        })?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("Cannot write {}: check free disk space", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| {
+            format!(
+                "Cannot move {} to {}: check that the output path is not a directory",
+                tmp.display(),
+                path.display()
+            )
+        })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A spinner on stderr, only for people: stderr a terminal and no `--json`.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(json: bool) -> Self {
+        if json || !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(indicatif::ProgressStyle::default_spinner());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Self(Some(bar))
+    }
+
+    fn say(&self, msg: &'static str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(msg);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_spec_splits_at_first_colon_before_slash() {
+        assert_eq!(split_file_spec("a:/b").unwrap(), ("a", "/b"));
+        assert_eq!(split_file_spec("a:b:/c/d").unwrap(), ("a:b", "/c/d"));
+        assert_eq!(split_file_spec("/x/y:/etc/z").unwrap(), ("/x/y", "/etc/z"));
+        assert!(split_file_spec("a:b").is_err());
+        assert!(split_file_spec(":/b").is_err());
+        assert!(split_file_spec("a").is_err());
+    }
+
+    #[test]
+    fn env_needs_a_name_and_equals() {
+        assert!(check_env("A=1").is_ok());
+        assert!(check_env("A=").is_ok());
+        assert!(check_env("=1").is_err());
+        assert!(check_env("A").is_err());
+    }
+}

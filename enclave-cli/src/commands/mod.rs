@@ -1,0 +1,24 @@
+//! One module per command.
+
+mod allocator;
+mod build;
+mod describe_eif;
+mod enclaves;
+mod run;
+
+use crate::args::{Cli, Command};
+
+/// Runs a command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let json = cli.json;
+    match cli.command {
+        Command::BuildEnclave(a) => build::run(&a, json),
+        Command::DescribeEif(a) => describe_eif::run(&a, json),
+        Command::Allocator(a) => allocator::run(&a, json),
+        Command::RunEnclave(a) => run::run(&a, json),
+        Command::DescribeEnclaves => enclaves::describe(json),
+        Command::TerminateEnclave(a) => enclaves::terminate(&a, json),
+        Command::Console(a) => enclaves::console(&a),
+        Command::Vmm(a) => run::vmm(&a),
+    }
+}

@@ -1,0 +1,181 @@
+//! `run-enclave`: starts a VMM process for the enclave and reports it like nitro-cli; with
+//! `--attach-console`, streams the console and exits with the program's status. Also the
+//! hidden `__vmm` entry that the VMM process runs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use enclave_runtime::control::client::Control;
+use enclave_runtime::control::protocol::{LaunchRequest, LaunchStatus};
+use enclave_runtime::daemon;
+use enclave_runtime::pool::{self, CpuRequest, PoolPaths};
+use enclave_runtime::vcpu::Outcome;
+
+use crate::args::{RunArgs, VmmArgs};
+use crate::output;
+
+/// How long `run-enclave` waits for the VMM to report.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Exit code for an outcome, as a shell reports a process: status, 128+signal, 139 for a crash.
+pub fn exit_code(o: &Outcome) -> i32 {
+    match o {
+        Outcome::Exited { status } => *status,
+        Outcome::Signaled { signal } => 128 + signal,
+        Outcome::Crashed(_) => 139,
+        Outcome::Terminated => 143,
+    }
+}
+
+/// Creates a pipe: (read end with CLOEXEC, write end without, to be inherited by the VMM).
+fn status_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create the status pipe");
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `run-enclave`.
+pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
+    let paths = PoolPaths::from_env();
+    let _ = pool::reclaim_dead(&paths);
+    if !a.eif_path.is_file() {
+        bail!(
+            "the enclave image {} does not exist; build one with `enclave build-enclave`",
+            a.eif_path.display()
+        );
+    }
+    let eif_path = std::fs::canonicalize(&a.eif_path)
+        .with_context(|| format!("cannot resolve {}", a.eif_path.display()))?;
+    let cpus = match (&a.cpu_ids, a.cpu_count) {
+        (Some(ids), _) => CpuRequest::Ids(ids.clone()),
+        (None, Some(n)) if n > 0 => CpuRequest::Count(n),
+        _ => bail!("--cpu-count must be at least 1 (or give --cpu-ids)"),
+    };
+    let enclave_id = pool::new_enclave_id();
+    let name = a.enclave_name.clone().unwrap_or_else(|| {
+        a.eif_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "enclave".into())
+    });
+    let request = LaunchRequest {
+        enclave_id: enclave_id.clone(),
+        eif_path,
+        cpus,
+        memory_mib: a.memory,
+        cid: a.enclave_cid,
+        name,
+        debug: a.debug_mode,
+        hold_for_console: a.attach_console,
+    };
+    let run_dir = paths.run_dir(&enclave_id);
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
+    let log = std::fs::File::create(run_dir.join("vmm.log"))
+        .with_context(|| format!("cannot create {}", run_dir.join("vmm.log").display()))?;
+    let (read_end, write_end) = status_pipe()?;
+    let child_fd = write_end.as_raw_fd();
+    let exe = std::env::current_exe().context("cannot find the enclave executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__vmm")
+        .arg("--request")
+        .arg(serde_json::to_string(&request)?)
+        .arg("--status-fd")
+        .arg(child_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe calls (setsid, fcntl) on a descriptor that exists in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
+    drop(write_end);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(e).context("cannot start the VMM process");
+        }
+    };
+    let status = read_status(read_end).inspect_err(|_| {
+        let _ = child.kill();
+    });
+    // The VMM is a session leader of its own now; reap it in the background if it exits early.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let info = match status? {
+        LaunchStatus::Ready(info) => info,
+        LaunchStatus::Failed(msg) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            bail!("{msg}");
+        }
+    };
+    let control = Control::new(&run_dir);
+    if !a.attach_console {
+        output::print_json(&info)?;
+        return Ok(0);
+    }
+    let waiter = control.waiter().context("cannot wait for the enclave")?;
+    let mut console = control.console().context("cannot attach to the console")?;
+    eprintln!("{}", serde_json::to_string_pretty(&info)?);
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::copy(&mut console, &mut out);
+    let _ = out.flush();
+    let outcome = waiter
+        .wait()
+        .context("the enclave ended without reporting")?;
+    report_outcome(&outcome);
+    Ok(exit_code(&outcome))
+}
+
+/// Prints how the program ended on stderr.
+pub fn report_outcome(o: &Outcome) {
+    match o {
+        Outcome::Exited { status } => eprintln!("enclave program exited with status {status}"),
+        Outcome::Signaled { signal } => eprintln!("enclave program killed by signal {signal}"),
+        Outcome::Crashed(r) => eprintln!("enclave program crashed: {r}"),
+        Outcome::Terminated => eprintln!("enclave terminated"),
+    }
+}
+
+fn read_status(read_end: OwnedFd) -> anyhow::Result<LaunchStatus> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = BufReader::new(std::fs::File::from(read_end)).read_line(&mut line);
+        let _ = tx.send(r.map(|_| line));
+    });
+    let line = rx
+        .recv_timeout(LAUNCH_TIMEOUT)
+        .map_err(|_| anyhow::anyhow!("the VMM did not report within {LAUNCH_TIMEOUT:?}; see vmm.log in the run directory"))?
+        .context("cannot read the VMM's status")?;
+    if line.trim().is_empty() {
+        bail!("the VMM process ended before reporting; see its log in the run directory (ENCLAVE_RUN_ROOT)");
+    }
+    serde_json::from_str(line.trim()).context("the VMM reported something unreadable")
+}
+
+/// The hidden `__vmm` command.
+pub fn vmm(a: &VmmArgs) -> anyhow::Result<i32> {
+    let request: LaunchRequest =
+        serde_json::from_str(&a.request).context("invalid launch request")?;
+    Ok(daemon::run_vmm(&request, a.status_fd))
+}

@@ -1,0 +1,102 @@
+//! Messages of the control protocol and the launch hand-off between `run-enclave` and the VMM.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pool::CpuRequest;
+use crate::vcpu::Outcome;
+
+/// A request on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Describe the enclave.
+    Describe,
+    /// Terminate the enclave.
+    Terminate,
+    /// Block until the program ends; answer with its outcome.
+    Wait,
+    /// Stream the console (debug mode only). Also releases a launch held for the console.
+    Console,
+}
+
+/// Enclave description, in nitro-cli's `describe-enclaves` shape plus our fields.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnclaveInfo {
+    /// Name given at launch.
+    pub enclave_name: String,
+    /// `enc-<16 hex>`.
+    #[serde(rename = "EnclaveID")]
+    pub enclave_id: String,
+    /// PID of the VMM process.
+    #[serde(rename = "ProcessID")]
+    pub process_id: u32,
+    /// vsock CID.
+    #[serde(rename = "EnclaveCID")]
+    pub enclave_cid: u64,
+    /// Number of vCPUs.
+    #[serde(rename = "NumberOfCPUs")]
+    pub number_of_cpus: u32,
+    /// Host CPUs the vCPUs are pinned to.
+    #[serde(rename = "CPUIDs")]
+    pub cpu_ids: Vec<u32>,
+    /// Guest memory.
+    #[serde(rename = "MemoryMiB")]
+    pub memory_mib: u64,
+    /// `RUNNING`, `EXITED`, `TERMINATING`.
+    pub state: String,
+    /// `NONE` or `DEBUG_MODE`.
+    pub flags: String,
+    /// `exclusive` or `shared` (pool CPUs shared with other enclaves, development only).
+    pub cpu_sharing: String,
+    /// How guest memory is backed.
+    pub memory_backing: String,
+    /// PCRs of the image.
+    pub measurements: serde_json::Value,
+    /// Outcome once the program has ended.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub outcome: Option<Outcome>,
+}
+
+/// What `run-enclave` hands the VMM process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchRequest {
+    /// Enclave id chosen by the launcher.
+    pub enclave_id: String,
+    /// Path of the EIF.
+    pub eif_path: std::path::PathBuf,
+    /// CPUs wanted.
+    pub cpus: CpuRequest,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Requested CID.
+    pub cid: Option<u64>,
+    /// Name.
+    pub name: String,
+    /// Debug mode.
+    pub debug: bool,
+    /// Do not start the program until a console client attaches (run-enclave --attach-console).
+    pub hold_for_console: bool,
+}
+
+/// The VMM's one-line report to its launcher on the status pipe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchStatus {
+    /// Running (or held for the console).
+    Ready(Box<EnclaveInfo>),
+    /// Launch failed; the message carries the whole error chain.
+    Failed(String),
+}
+
+/// Response to a request other than `describe`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Request accepted.
+    Ok,
+    /// The program ended.
+    Ended(Outcome),
+    /// Request refused.
+    Error(String),
+}

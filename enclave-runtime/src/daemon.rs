@@ -1,0 +1,346 @@
+//! The VMM process of one enclave: claims its CPUs and memory from the pool, builds the VM,
+//! serves the control socket, runs the program on a pinned vCPU thread, and on any ending
+//! (exit, crash, terminate request, SIGTERM) scrubs guest memory and gives everything back.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::control::client::CONTROL_SOCKET;
+use crate::control::console::ConsoleHub;
+use crate::control::protocol::{EnclaveInfo, LaunchRequest, LaunchStatus};
+use crate::control::server::{self, Event, Shared};
+use crate::memory::Backing;
+use crate::pool::{self, Claim, ClaimRequest, MemoryBacking, PoolPaths};
+use crate::vcpu::Outcome;
+use crate::vmm::{self, LaunchConfig};
+
+/// Name of the state file in a run directory.
+pub const STATE_FILE: &str = "state.json";
+/// Lowest CID handed out automatically (as nitro-cli).
+pub const FIRST_CID: u64 = 16;
+/// How long a launch held for `--attach-console` waits for the console client.
+const CONSOLE_HOLD: Duration = Duration::from_secs(10);
+
+/// Why a launch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The pool refused the request (or the enclave id is malformed).
+    #[error("cannot take CPUs and memory for the enclave from the pool")]
+    Pool(#[from] pool::PoolError),
+    /// Reading the image.
+    #[error("cannot read the enclave image {path}")]
+    ReadEif {
+        /// Path.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Building the VM.
+    #[error("cannot start the enclave")]
+    Vmm(#[from] vmm::VmmError),
+    /// Run directory or control socket.
+    #[error("cannot set up the run directory {path}")]
+    RunDir {
+        /// Path.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CID is taken.
+    #[error(
+        "CID {0} is already used by another enclave; pick another --enclave-cid or leave it out"
+    )]
+    CidTaken(u64),
+    /// The CID is reserved.
+    #[error("CID {0} is reserved (0-3 are the hypervisor, local and host CIDs); use 4 or more")]
+    CidReserved(u64),
+    /// vCPU thread.
+    #[error("cannot start the vCPU thread")]
+    Thread(#[source] std::io::Error),
+}
+
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    TERM.store(true, Ordering::Release);
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Signal used to interrupt a vCPU thread inside `KVM_RUN`.
+pub fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+fn backing_of(b: MemoryBacking) -> Backing {
+    match b {
+        MemoryBacking::HugePages2M => Backing::HugePages2M,
+        MemoryBacking::Locked4K => Backing::Locked4K,
+    }
+}
+
+/// CIDs of the enclaves whose state files are in `run_root`.
+fn used_cids(run_root: &Path, except: &str) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(run_root) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy() != except)
+        .filter_map(|e| std::fs::read(e.path().join(STATE_FILE)).ok())
+        .filter_map(|b| serde_json::from_slice::<EnclaveInfo>(&b).ok())
+        .filter(|i| i.outcome.is_none())
+        .map(|i| i.enclave_cid)
+        .collect()
+}
+
+fn pick_cid(run_root: &Path, id: &str, wanted: Option<u64>) -> Result<u64, DaemonError> {
+    let used = used_cids(run_root, id);
+    match wanted {
+        Some(c) if c <= 3 => Err(DaemonError::CidReserved(c)),
+        Some(c) if used.contains(&c) => Err(DaemonError::CidTaken(c)),
+        Some(c) => Ok(c),
+        None => Ok((FIRST_CID..)
+            .find(|c| !used.contains(c))
+            .unwrap_or(FIRST_CID)),
+    }
+}
+
+fn write_state(dir: &Path, info: &EnclaveInfo) {
+    if let Ok(bytes) = serde_json::to_vec_pretty(info) {
+        let tmp = dir.join(".state.json.tmp");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(tmp, dir.join(STATE_FILE));
+        }
+    }
+}
+
+fn report(status: &mut Option<std::fs::File>, s: &LaunchStatus) {
+    if let Some(f) = status.as_mut() {
+        if let Ok(mut line) = serde_json::to_vec(s) {
+            line.push(b'\n');
+            let _ = f.write_all(&line);
+        }
+    }
+    *status = None;
+}
+
+/// Everything that must be undone when the VMM ends.
+struct Resources {
+    claim: Option<Claim>,
+    run_dir: std::path::PathBuf,
+}
+
+impl Resources {
+    fn release_claim(&mut self) {
+        if let Some(c) = self.claim.take() {
+            if let Err(e) = c.release() {
+                tracing::warn!(error = %e, "releasing the pool claim failed; the next command reclaims it");
+            }
+        }
+    }
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        self.release_claim();
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// Entry of the `__vmm` process. Returns the process exit code.
+///
+/// # Safety-relevant
+/// `status_fd` must be a pipe inherited from the launcher (or -1 for none); it is taken over.
+pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
+    let mut status = (status_fd >= 0).then(|| {
+        // SAFETY: the launcher passes a pipe write end it created for this process and does not
+        // use it otherwise; we become its only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(status_fd) };
+        std::fs::File::from(fd)
+    });
+    match launch(request, &mut status) {
+        Ok(()) => 0,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            tracing::error!("{msg}");
+            report(&mut status, &LaunchStatus::Failed(msg));
+            1
+        }
+    }
+}
+
+fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(), DaemonError> {
+    pool::validate_enclave_id(&req.enclave_id)?;
+    let paths = PoolPaths::from_env();
+    let run_dir = paths.run_dir(&req.enclave_id);
+    let mut res = Resources {
+        claim: None,
+        run_dir: run_dir.clone(),
+    };
+    std::fs::create_dir_all(&run_dir).map_err(|source| DaemonError::RunDir {
+        path: run_dir.clone(),
+        source,
+    })?;
+    let _ = register_signal_handler(libc::SIGTERM, on_term);
+    let _ = register_signal_handler(libc::SIGINT, on_term);
+    let _ = register_signal_handler(kick_signal(), on_kick);
+
+    let eif = std::fs::read(&req.eif_path).map_err(|source| DaemonError::ReadEif {
+        path: req.eif_path.clone(),
+        source,
+    })?;
+    let claim = pool::claim(
+        &paths,
+        &ClaimRequest {
+            enclave_id: req.enclave_id.clone(),
+            pid: std::process::id(),
+            cpus: req.cpus.clone(),
+            memory_mib: req.memory_mib,
+        },
+    )?;
+    let cpu_ids: Vec<u32> = claim.cpus().iter().collect();
+    let backing = claim.backing();
+    let shared_cpus = claim.shared();
+    res.claim = Some(claim);
+    let cid = pick_cid(&paths.run_root, &req.enclave_id, req.cid)?;
+
+    let hub = Arc::new(ConsoleHub::default());
+    let config = LaunchConfig {
+        memory_mib: req.memory_mib,
+        cpu_count: u32::try_from(cpu_ids.len()).unwrap_or(1),
+        debug: req.debug,
+        backing: backing_of(backing),
+        console: Some(hub.clone()),
+        hostname: req.name.clone(),
+    };
+    let mut enclave = vmm::prepare(&eif, &config)?;
+    drop(eif);
+    let info = EnclaveInfo {
+        enclave_name: req.name.clone(),
+        enclave_id: req.enclave_id.clone(),
+        process_id: std::process::id(),
+        enclave_cid: cid,
+        number_of_cpus: u32::try_from(cpu_ids.len()).unwrap_or(0),
+        cpu_ids: cpu_ids.clone(),
+        memory_mib: req.memory_mib,
+        state: "RUNNING".into(),
+        flags: if req.debug { "DEBUG_MODE" } else { "NONE" }.into(),
+        cpu_sharing: if shared_cpus { "shared" } else { "exclusive" }.into(),
+        memory_backing: match backing {
+            MemoryBacking::HugePages2M => "hugepages-2M",
+            MemoryBacking::Locked4K => "locked-4K",
+        }
+        .into(),
+        measurements: enclave.measurements.to_json(),
+        outcome: None,
+    };
+    write_state(&run_dir, &info);
+    let (tx, rx) = mpsc::channel();
+    let shared = Shared::new(info.clone(), hub, tx.clone());
+    server::serve(&run_dir.join(CONTROL_SOCKET), shared.clone()).map_err(|source| {
+        DaemonError::RunDir {
+            path: run_dir.clone(),
+            source,
+        }
+    })?;
+
+    // The vCPU thread: pinned to the claim's CPUs, it starts the program once released.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (go_tx, go_rx) = mpsc::channel::<bool>();
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>();
+    let (tid_tx, tid_rx) = mpsc::channel::<i32>();
+    let stop_flag = stop.clone();
+    let vcpu_thread = std::thread::Builder::new()
+        .name("vcpu0".into())
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
+            if go_rx.recv() != Ok(true) {
+                let _ = out_tx.send(Outcome::Terminated);
+                return;
+            }
+            let outcome = enclave.run(&stop_flag);
+            // Dropping the enclave scrubs guest memory before the outcome is announced.
+            drop(enclave);
+            let _ = out_tx.send(outcome);
+        })
+        .map_err(DaemonError::Thread)?;
+    if let (Ok(tid), Some(claim)) = (tid_rx.recv(), res.claim.as_ref()) {
+        claim.attach_thread(tid)?;
+    }
+
+    report(status, &LaunchStatus::Ready(Box::new(info)));
+    let started = Instant::now();
+    let mut released = !req.hold_for_console;
+    if released {
+        let _ = go_tx.send(true);
+    }
+    let outcome = loop {
+        if let Ok(o) = out_rx.try_recv() {
+            break o;
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Event::ConsoleAttached) if !released => {
+                released = true;
+                let _ = go_tx.send(true);
+            }
+            Ok(Event::Terminate) => break stop_vcpu(&stop, &vcpu_thread, &go_tx, &out_rx),
+            _ => {}
+        }
+        if TERM.load(Ordering::Acquire) {
+            break stop_vcpu(&stop, &vcpu_thread, &go_tx, &out_rx);
+        }
+        if !released && started.elapsed() > CONSOLE_HOLD {
+            tracing::warn!("no console client attached in time; terminating");
+            break stop_vcpu(&stop, &vcpu_thread, &go_tx, &out_rx);
+        }
+    };
+    tracing::info!(?outcome, "enclave ended");
+    // Give everything back before anyone hears of the end, so that a launch right after a
+    // waiter returns finds the CPUs and memory free: the vCPU thread scrubbed guest memory
+    // when it dropped the enclave; now the claim goes.
+    let _ = vcpu_thread.join();
+    res.release_claim();
+    shared.finish(outcome.clone());
+    if let Some(mut i) = shared.info() {
+        i.outcome = Some(outcome);
+        write_state(&run_dir, &i);
+    }
+    // Let waiters read the outcome before the socket disappears with the run directory.
+    std::thread::sleep(Duration::from_millis(20));
+    drop(res);
+    Ok(())
+}
+
+/// Stops the vCPU thread: raises the flag and interrupts `KVM_RUN` until the thread answers.
+fn stop_vcpu(
+    stop: &AtomicBool,
+    thread: &std::thread::JoinHandle<()>,
+    go: &mpsc::Sender<bool>,
+    out: &mpsc::Receiver<Outcome>,
+) -> Outcome {
+    stop.store(true, Ordering::Release);
+    let _ = go.send(false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let _ = thread.kill(kick_signal());
+        if out.recv_timeout(Duration::from_millis(5)).is_ok() {
+            return Outcome::Terminated;
+        }
+    }
+    Outcome::Terminated
+}

@@ -1,0 +1,95 @@
+//! Unpacking an enclave image (EIF) into what the VMM boots: the checked guest ABI, the init
+//! program, its arguments and environment, and the read-only file tree.
+
+use attestation::cpio;
+use attestation::eif::{Eif, EifError};
+use attestation::image::{InitSpec, InitSpecError};
+use attestation::pcr::Measurements;
+
+use crate::guest_abi::{self, AbiError};
+use crate::kernel::fs::TreeEntry;
+
+/// Why an image cannot be booted.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Not a valid EIF.
+    #[error("the enclave image is not a valid EIF")]
+    Eif(#[source] EifError),
+    /// The Kernel section is missing.
+    #[error("the enclave image has no kernel section; build it with `enclave build-enclave`")]
+    NoKernel,
+    /// The Kernel section is not this runtime's guest ABI.
+    #[error("the enclave image was not built for this runtime")]
+    Abi(#[source] AbiError),
+    /// The Cmdline section is missing or malformed.
+    #[error("the enclave image's init arguments (cmdline section) are invalid")]
+    InitSpec(#[source] InitSpecError),
+    /// No cmdline section.
+    #[error("the enclave image has no cmdline section; build it with `enclave build-enclave`")]
+    NoCmdline,
+    /// No ramdisk.
+    #[error("the enclave image has no root ramdisk")]
+    NoRamdisk,
+    /// A ramdisk is not a valid cpio archive.
+    #[error("ramdisk {index} of the enclave image is not a valid cpio newc archive")]
+    Ramdisk {
+        /// Ramdisk index.
+        index: usize,
+        /// Cause.
+        #[source]
+        source: cpio::CpioError,
+    },
+    /// `/init` missing or not a regular file.
+    #[error("the enclave image has no /init program (a regular file)")]
+    NoInit,
+}
+
+/// An image ready to boot.
+pub struct BootImage {
+    /// The static ELF to run.
+    pub init: Vec<u8>,
+    /// argv and envp.
+    pub spec: InitSpec,
+    /// Every entry of every ramdisk, in order (later ramdisks win on duplicates).
+    pub tree: Vec<TreeEntry>,
+    /// PCR0/1/2 of the image.
+    pub measurements: Measurements,
+}
+
+/// Parses and checks an EIF for booting.
+pub fn unpack(bytes: &[u8]) -> Result<BootImage, ImageError> {
+    let eif = Eif::parse(bytes).map_err(ImageError::Eif)?;
+    let kernel = eif.kernel().ok_or(ImageError::NoKernel)?;
+    guest_abi::check_kernel_blob(kernel).map_err(ImageError::Abi)?;
+    let spec = InitSpec::parse(eif.cmdline().ok_or(ImageError::NoCmdline)?)
+        .map_err(ImageError::InitSpec)?;
+    let ramdisks = eif.ramdisks();
+    if ramdisks.is_empty() {
+        return Err(ImageError::NoRamdisk);
+    }
+    let mut by_path = std::collections::BTreeMap::new();
+    for (index, rd) in ramdisks.iter().enumerate() {
+        for e in cpio::read(rd).map_err(|source| ImageError::Ramdisk { index, source })? {
+            by_path.insert(e.path.clone(), e);
+        }
+    }
+    let init = by_path
+        .get(attestation::image::INIT_PATH)
+        .filter(|e| e.file_type() == cpio::S_IFREG)
+        .map(|e| e.data.clone())
+        .ok_or(ImageError::NoInit)?;
+    let tree = by_path
+        .into_values()
+        .map(|e| TreeEntry {
+            path: e.path,
+            mode: e.mode,
+            data: e.data,
+        })
+        .collect();
+    Ok(BootImage {
+        init,
+        spec,
+        tree,
+        measurements: Measurements::of(&eif),
+    })
+}

@@ -1,0 +1,134 @@
+//! The system-call table as data: number → name and handler, assembled from the per-family
+//! tables of the `sys_*` modules (gVisor's `linux64.go` is the model).
+
+use super::{Args, Ctx, Kernel, SysResult};
+
+/// A system-call handler.
+pub type Handler = fn(&mut Kernel, &mut Ctx<'_, '_>, &Args) -> SysResult;
+
+/// One supported system call.
+#[derive(Clone, Copy)]
+pub struct Syscall {
+    /// x86_64 number.
+    pub nr: u64,
+    /// Linux name.
+    pub name: &'static str,
+    /// Handler.
+    pub handler: Handler,
+}
+
+/// Highest system-call number plus one that the table indexes.
+const TABLE_SIZE: usize = 512;
+
+/// Dense lookup table built once per kernel.
+pub struct Table {
+    entries: Vec<Option<Syscall>>,
+}
+
+/// Every family's table.
+fn families() -> [&'static [Syscall]; 5] {
+    [
+        super::sys_file::TABLE,
+        super::sys_mm::TABLE,
+        super::sys_proc::TABLE,
+        super::sys_time::TABLE,
+        super::sys_info::TABLE,
+    ]
+}
+
+impl Table {
+    /// Builds the dense table.
+    pub fn new() -> Self {
+        let mut entries = vec![None; TABLE_SIZE];
+        for family in families() {
+            for s in family {
+                if let Ok(i) = usize::try_from(s.nr) {
+                    if let Some(slot) = entries.get_mut(i) {
+                        debug_assert!(slot.is_none(), "syscall {} registered twice", s.name);
+                        *slot = Some(*s);
+                    }
+                }
+            }
+        }
+        Self { entries }
+    }
+
+    /// Looks up a number that came from the guest.
+    pub fn get(&self, nr: u64) -> Option<&Syscall> {
+        usize::try_from(nr)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+            .and_then(Option::as_ref)
+    }
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Linux name of a system call number, for reports ("?" when unknown to us).
+pub fn name_of(nr: u64) -> &'static str {
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map(|(_, s)| *s)
+        .unwrap_or("?")
+}
+
+/// Names of calls we do not implement but want to report by name.
+const NAMES: &[(u64, &str)] = &[
+    (2, "open"),
+    (4, "stat"),
+    (6, "lstat"),
+    (21, "access"),
+    (22, "pipe"),
+    (32, "dup"),
+    (33, "dup2"),
+    (41, "socket"),
+    (42, "connect"),
+    (43, "accept"),
+    (49, "bind"),
+    (50, "listen"),
+    (56, "clone"),
+    (57, "fork"),
+    (58, "vfork"),
+    (59, "execve"),
+    (61, "wait4"),
+    (62, "kill"),
+    (72, "fcntl"),
+    (79, "getcwd"),
+    (80, "chdir"),
+    (83, "mkdir"),
+    (87, "unlink"),
+    (89, "readlink"),
+    (202, "futex"),
+    (213, "epoll_create"),
+    (232, "epoll_wait"),
+    (233, "epoll_ctl"),
+    (281, "epoll_pwait"),
+    (290, "eventfd2"),
+    (291, "epoll_create1"),
+    (293, "pipe2"),
+    (435, "clone3"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_no_duplicates_and_bounds_lookups() {
+        let t = Table::new();
+        let mut seen = std::collections::HashSet::new();
+        for family in families() {
+            for s in family {
+                assert!(seen.insert(s.nr), "{} twice", s.name);
+                assert!(t.get(s.nr).is_some());
+            }
+        }
+        assert!(t.get(u64::MAX).is_none());
+        assert!(t.get(100_000).is_none());
+    }
+}

@@ -1,0 +1,102 @@
+//! Every guest-physical constant of the enclave lives here and nowhere else.
+//!
+//! Guest memory is identity-mapped (guest-virtual == guest-physical) and mapped in full before
+//! the first `KVM_RUN`: page tables are never edited while the guest runs (DESIGN.md).
+//!
+//! ```text
+//! 0x0000_0000  null guard page (not present)
+//! 0x0000_1000  GDT (+ TSS right after it)            supervisor, read-write
+//! 0x0000_2000  IDT (32 vectors × 16 bytes)           supervisor, read-only for the guest
+//! 0x0000_3000  stubs: LSTAR syscall stub + exception stubs   user, read + execute
+//! 0x0000_4000  exception stack (TSS.RSP0), 2 pages   supervisor, read-write
+//! 0x0001_0000  page tables (PML4, PDPT, PDs, PTs)     supervisor
+//! 0x0020_0000  (2 MiB) program image area: ELF segments at their own permissions
+//!   ...        brk heap grows up from the image end; mmap area grows down from the stack
+//! top − STACK  initial stack (argv/envp/auxv strings at its top)
+//! DOORBELL     not backed by memory: a guest write here is an MMIO exit to the VMM
+//! ```
+
+/// Size of a small page.
+pub const PAGE_SIZE: u64 = 0x1000;
+/// Size of a large (2 MiB) page.
+pub const LARGE_PAGE_SIZE: u64 = 0x20_0000;
+
+/// Global descriptor table.
+pub const GDT_ADDR: u64 = 0x1000;
+/// Task state segment (inside the GDT page, after the descriptors).
+pub const TSS_ADDR: u64 = 0x1080;
+/// Interrupt descriptor table.
+pub const IDT_ADDR: u64 = 0x2000;
+/// Number of exception vectors with a stub.
+pub const IDT_VECTORS: u64 = 32;
+/// Page holding the syscall stub (LSTAR target) and the exception stubs.
+pub const STUB_PAGE: u64 = 0x3000;
+/// The LSTAR target: `mov [DOORBELL], al`.
+pub const SYSCALL_STUB: u64 = STUB_PAGE;
+/// First exception stub; vector `v`'s stub is at `EXCEPTION_STUBS + v * EXCEPTION_STUB_SIZE`.
+pub const EXCEPTION_STUBS: u64 = STUB_PAGE + 0x100;
+/// Bytes reserved for each exception stub.
+pub const EXCEPTION_STUB_SIZE: u64 = 16;
+/// Bottom of the exception stack.
+pub const EXCEPTION_STACK_BOTTOM: u64 = 0x4000;
+/// Top of the exception stack (TSS.RSP0), two pages.
+pub const EXCEPTION_STACK_TOP: u64 = 0x6000;
+/// Start of the page-table area.
+pub const PAGE_TABLES_START: u64 = 0x1_0000;
+/// End (exclusive) of the page-table area and of the system area.
+pub const SYSTEM_AREA_END: u64 = LARGE_PAGE_SIZE;
+
+/// Lowest address a program segment may occupy.
+pub const IMAGE_MIN: u64 = LARGE_PAGE_SIZE;
+/// Load base chosen for position-independent (static-pie) programs.
+pub const PIE_LOAD_BASE: u64 = 0x40_0000;
+/// Memory from the start of guest memory mapped with 4 KiB pages (the rest uses 2 MiB pages).
+/// The program image must end below this so every segment gets its own permissions.
+pub const SMALL_PAGE_AREA_END: u64 = 0x1000_0000;
+
+/// Guest-physical address of the doorbell (not backed by a memslot). It sits at 64 GiB, above
+/// the largest supported guest memory, and is mapped user-writable with one 2 MiB page.
+pub const DOORBELL: u64 = 0x10_0000_0000;
+/// Offset into the doorbell page written by the syscall stub.
+pub const DOORBELL_SYSCALL: u64 = DOORBELL;
+/// Offset into the doorbell page written by the exception stubs (the byte is the vector).
+pub const DOORBELL_EXCEPTION: u64 = DOORBELL + 8;
+
+/// Largest guest memory supported, in bytes (below the doorbell).
+pub const MAX_GUEST_MEMORY: u64 = DOORBELL;
+/// Smallest guest memory accepted, in bytes.
+pub const MIN_GUEST_MEMORY: u64 = 16 << 20;
+
+/// Size of the initial stack region at the top of guest memory.
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Bytes at the top of the stack reserved for argv/envp strings and AT_RANDOM bytes.
+pub const STACK_STRINGS_MAX: u64 = 256 << 10;
+
+/// Segment selectors (GDT layout compatible with SYSCALL/SYSRET: STAR[47:32]=0x08, [63:48]=0x10).
+pub mod selector {
+    /// Kernel 64-bit code.
+    pub const KERNEL_CODE: u16 = 0x08;
+    /// Kernel data.
+    pub const KERNEL_DATA: u16 = 0x10;
+    /// User data (RPL 3).
+    pub const USER_DATA: u16 = 0x1b;
+    /// User 64-bit code (RPL 3).
+    pub const USER_CODE: u16 = 0x23;
+    /// Task state segment.
+    pub const TSS: u16 = 0x28;
+}
+
+/// Number of GDT slots (null, kcode, kdata, udata, ucode, TSS low, TSS high).
+pub const GDT_ENTRIES: u64 = 7;
+/// Size of the 64-bit TSS.
+pub const TSS_SIZE: u64 = 104;
+
+/// Top of the stack region for a guest of `mem_size` bytes.
+pub fn stack_top(mem_size: u64) -> u64 {
+    mem_size
+}
+
+/// Lowest address of the stack region.
+pub fn stack_bottom(mem_size: u64) -> u64 {
+    mem_size.saturating_sub(STACK_SIZE)
+}

@@ -1,0 +1,16 @@
+//! The enclave VMM: one process per enclave. It carves guest memory, boots a static Linux
+//! program directly in 64-bit ring 3 and serves its system calls (the enclave kernel).
+pub mod pool;
+
+pub mod boot;
+pub mod control;
+pub mod daemon;
+pub mod elf;
+pub mod guest_abi;
+pub mod image;
+pub mod kernel;
+pub mod layout;
+pub mod memory;
+pub mod stack;
+pub mod vcpu;
+pub mod vmm;

@@ -1,0 +1,396 @@
+//! Claims: the CPUs and MiB one enclave VMM holds from the pool, recorded in
+//! `<run_root>/claims/<enclave-id>.json` with a child cpuset `<pool cgroup>/<enclave-id>`,
+//! and the reclaiming of claims whose VMM died.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::CpusetMount;
+use super::config::Sharing;
+use super::cpulist::CpuList;
+use super::error::{io_err, PoolError, Result};
+use super::hugepages::HUGEPAGE_MIB;
+use super::id::validate_enclave_id;
+use super::process::{is_same_live_process, start_time};
+use super::state::{MemoryBacking, PoolState};
+use super::{read_json, remove_file, write_json, PoolLock, PoolPaths};
+
+/// Which CPUs an enclave asks for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CpuRequest {
+    /// Any `n` pool CPUs.
+    Count(u32),
+    /// Exactly these pool CPUs.
+    Ids(Vec<u32>),
+}
+
+/// A request for a share of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The enclave (`enc-` + 16 hex).
+    pub enclave_id: String,
+    /// The VMM process that holds the claim; the claim dies with it.
+    pub pid: u32,
+    /// CPUs wanted.
+    pub cpus: CpuRequest,
+    /// MiB wanted (rounded up to 2 MiB on hugepages).
+    pub memory_mib: u64,
+}
+
+/// A claim as recorded in `<run_root>/claims/<enclave-id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// The enclave.
+    pub enclave_id: String,
+    /// The VMM process.
+    pub pid: u32,
+    /// Its start time (`/proc/<pid>/stat` field 22), so a reused pid is not taken for it.
+    pub start_time: u64,
+    /// CPUs held.
+    pub cpus: CpuList,
+    /// MiB held.
+    pub memory_mib: u64,
+    /// How the memory is backed.
+    pub backing: MemoryBacking,
+    /// Whether the CPUs may be shared with other enclaves.
+    pub shared: bool,
+    /// The enclave's child cpuset.
+    pub cgroup: PathBuf,
+}
+
+/// One enclave's share of the pool, held until [`Claim::release`] or the VMM's death.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    record: ClaimRecord,
+    mount: CpusetMount,
+    paths: PoolPaths,
+}
+
+impl Claim {
+    /// Opens the existing claim of `enclave_id`, or `None` if it has none.
+    pub fn open(paths: &PoolPaths, enclave_id: &str) -> Result<Option<Claim>> {
+        validate_enclave_id(enclave_id)?;
+        let state_file = paths.state_file();
+        let state: PoolState =
+            read_json(&state_file)?.ok_or(PoolError::NotApplied { path: state_file })?;
+        Ok(
+            read_json::<ClaimRecord>(&paths.claim_file(enclave_id))?.map(|record| Claim {
+                record,
+                mount: state.cgroup_mount,
+                paths: paths.clone(),
+            }),
+        )
+    }
+
+    /// The enclave id.
+    pub fn enclave_id(&self) -> &str {
+        &self.record.enclave_id
+    }
+
+    /// CPUs held.
+    pub fn cpus(&self) -> &CpuList {
+        &self.record.cpus
+    }
+
+    /// MiB held.
+    pub fn memory_mib(&self) -> u64 {
+        self.record.memory_mib
+    }
+
+    /// How the memory must be mapped.
+    pub fn backing(&self) -> MemoryBacking {
+        self.record.backing
+    }
+
+    /// Whether other enclaves may run on the same CPUs.
+    pub fn shared(&self) -> bool {
+        self.record.shared
+    }
+
+    /// The enclave's child cpuset directory.
+    pub fn cgroup_dir(&self) -> PathBuf {
+        self.record.cgroup.clone()
+    }
+
+    /// The recorded claim.
+    pub fn record(&self) -> &ClaimRecord {
+        &self.record
+    }
+
+    /// Moves thread `tid` into the enclave's cpuset and pins it to the claim's CPUs with
+    /// `sched_setaffinity` (in shared mode too).
+    pub fn attach_thread(&self, tid: i32) -> Result<()> {
+        self.mount.attach(&self.record.cgroup, tid)?;
+        let affinity_err = |source| PoolError::Affinity {
+            tid,
+            cpus: self.record.cpus.clone(),
+            source,
+        };
+        // SAFETY: cpu_set_t is a plain bit array for which all-zero is the valid empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let capacity = std::mem::size_of::<libc::cpu_set_t>().saturating_mul(8);
+        for cpu in self.record.cpus.iter() {
+            let cpu = usize::try_from(cpu).unwrap_or(usize::MAX);
+            if cpu >= capacity {
+                return Err(affinity_err(std::io::Error::from_raw_os_error(
+                    libc::EINVAL,
+                )));
+            }
+            // SAFETY: `cpu` < the bit capacity of `set` (checked just above), so CPU_SET writes
+            // inside the live, exclusively borrowed `set`.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        // SAFETY: `set` is an initialised cpu_set_t living across the call and the size passed is
+        // exactly its size; the kernel only reads it.
+        let rc =
+            unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        if rc != 0 {
+            return Err(affinity_err(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Gives the share back: remaining threads move to the pool cpuset, the child cpuset and
+    /// the claim file are removed.
+    pub fn release(self) -> Result<()> {
+        let _lock = PoolLock::acquire(&self.paths)?;
+        self.mount.remove_tree(&self.record.cgroup)?;
+        remove_file(&self.paths.claim_file(&self.record.enclave_id))
+    }
+}
+
+/// Claims CPUs and memory for one enclave (after reclaiming the claims of dead VMMs).
+pub fn claim(paths: &PoolPaths, request: &ClaimRequest) -> Result<Claim> {
+    let id = request.enclave_id.as_str();
+    validate_enclave_id(id)?;
+    let requested_cpus = match &request.cpus {
+        CpuRequest::Count(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+        CpuRequest::Ids(ids) => ids.len(),
+    };
+    if requested_cpus == 0 || request.memory_mib == 0 {
+        return Err(PoolError::EmptyClaim {
+            id: id.to_owned(),
+            cpus: requested_cpus,
+            memory_mib: request.memory_mib,
+        });
+    }
+    let _lock = PoolLock::acquire(paths)?;
+    reclaim_dead_locked(paths)?;
+    let state_file = paths.state_file();
+    let state: PoolState =
+        read_json(&state_file)?.ok_or(PoolError::NotApplied { path: state_file })?;
+    let claim_file = paths.claim_file(id);
+    if claim_file.exists() {
+        return Err(PoolError::ClaimExists {
+            id: id.to_owned(),
+            path: claim_file,
+        });
+    }
+    let start_time =
+        start_time(request.pid).ok_or(PoolError::NoSuchProcess { pid: request.pid })?;
+    let others = load_claims(paths)?;
+
+    let memory_mib = match state.backing {
+        MemoryBacking::HugePages2M => request
+            .memory_mib
+            .div_ceil(HUGEPAGE_MIB)
+            .saturating_mul(HUGEPAGE_MIB),
+        MemoryBacking::Locked4K => request.memory_mib,
+    };
+    let claimed: u64 = others
+        .iter()
+        .map(|c| c.memory_mib)
+        .fold(0, u64::saturating_add);
+    let free_memory = state.memory_mib.saturating_sub(claimed);
+    if memory_mib > free_memory {
+        let held: Vec<String> = others
+            .iter()
+            .map(|c| format!("{}: {} MiB", c.enclave_id, c.memory_mib))
+            .collect();
+        return Err(PoolError::NotEnoughMemory {
+            requested: memory_mib,
+            free: free_memory,
+            pool: state.memory_mib,
+            held: held_text(held),
+            config: paths.config.clone(),
+        });
+    }
+
+    let cpus = pick_cpus(&state, &others, &request.cpus, paths)?;
+    let exclusive = state.sharing == Sharing::Exclusive;
+    let cgroup = state.cgroup.join(id);
+    state
+        .cgroup_mount
+        .create(&cgroup, &cpus, exclusive, false)?;
+    let record = ClaimRecord {
+        enclave_id: id.to_owned(),
+        pid: request.pid,
+        start_time,
+        cpus,
+        memory_mib,
+        backing: state.backing,
+        shared: !exclusive,
+        cgroup,
+    };
+    if let Err(e) = write_json(&claim_file, &record) {
+        let _ = state.cgroup_mount.remove_tree(&record.cgroup);
+        return Err(e);
+    }
+    tracing::info!(enclave = id, cpus = %record.cpus, memory_mib, "pool claim");
+    Ok(Claim {
+        record,
+        mount: state.cgroup_mount,
+        paths: paths.clone(),
+    })
+}
+
+fn held_text(held: Vec<String>) -> String {
+    if held.is_empty() {
+        "none held".into()
+    } else {
+        format!("held by {}", held.join(", "))
+    }
+}
+
+fn pick_cpus(
+    state: &PoolState,
+    others: &[ClaimRecord],
+    request: &CpuRequest,
+    paths: &PoolPaths,
+) -> Result<CpuList> {
+    let pool = &state.cpus;
+    let mut load: BTreeMap<u32, usize> = pool.iter().map(|c| (c, 0)).collect();
+    let mut busy = CpuList::new();
+    for c in others.iter().flat_map(|c| c.cpus.iter()) {
+        busy.insert(c);
+        if let Some(n) = load.get_mut(&c) {
+            *n += 1;
+        }
+    }
+    let held = held_text(
+        others
+            .iter()
+            .map(|c| format!("{}: {}", c.enclave_id, c.cpus))
+            .collect(),
+    );
+    let exclusive = state.sharing == Sharing::Exclusive;
+    let free = pool.difference(&busy);
+    match request {
+        CpuRequest::Count(n) => {
+            let n = usize::try_from(*n).unwrap_or(usize::MAX);
+            let available = if exclusive { free.len() } else { pool.len() };
+            if n > available {
+                return Err(PoolError::NotEnoughCpus {
+                    requested: n,
+                    free: available,
+                    pool: pool.clone(),
+                    held,
+                    config: paths.config.clone(),
+                });
+            }
+            // Least-loaded first, then highest-numbered (away from the parent's CPU 0).
+            let mut candidates: Vec<u32> = if exclusive {
+                free.iter().collect()
+            } else {
+                pool.iter().collect()
+            };
+            candidates.sort_by_key(|c| (load.get(c).copied().unwrap_or(0), std::cmp::Reverse(*c)));
+            Ok(candidates.into_iter().take(n).collect())
+        }
+        CpuRequest::Ids(ids) => {
+            let requested: CpuList = ids.iter().copied().collect();
+            let outside = requested.difference(pool);
+            if !outside.is_empty() {
+                return Err(PoolError::CpusNotInPool {
+                    requested,
+                    outside,
+                    pool: pool.clone(),
+                    config: paths.config.clone(),
+                });
+            }
+            let taken = requested.intersection(&busy);
+            if exclusive && !taken.is_empty() {
+                return Err(PoolError::CpusBusy {
+                    requested,
+                    busy: taken,
+                    free,
+                    held,
+                    config: paths.config.clone(),
+                });
+            }
+            Ok(requested)
+        }
+    }
+}
+
+/// Every readable claim record (corrupt or misnamed files are skipped with a warning).
+pub(crate) fn load_claims(paths: &PoolPaths) -> Result<Vec<ClaimRecord>> {
+    let dir = paths.claims_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", &dir)(e)),
+    };
+    let mut claims = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if validate_enclave_id(id).is_err() {
+            continue;
+        }
+        match read_json::<ClaimRecord>(&path) {
+            Ok(Some(record)) if record.enclave_id == id => claims.push(record),
+            Ok(Some(_)) => {
+                tracing::warn!(path = %path.display(), "claim file names another enclave; ignored")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "unreadable claim file; ignored"),
+        }
+    }
+    claims.sort_by(|a, b| a.enclave_id.cmp(&b.enclave_id));
+    Ok(claims)
+}
+
+/// Reclaims the claims whose VMM is gone (or whose pid now belongs to another process):
+/// removes the child cpuset, the claim file and the run directory `<run_root>/<id>/`.
+/// Returns the reclaimed enclave ids.
+pub fn reclaim_dead(paths: &PoolPaths) -> Result<Vec<String>> {
+    let _lock = PoolLock::acquire(paths)?;
+    reclaim_dead_locked(paths)
+}
+
+pub(crate) fn reclaim_dead_locked(paths: &PoolPaths) -> Result<Vec<String>> {
+    let state: Option<PoolState> = read_json(&paths.state_file()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "pool.json unreadable; reclaiming claim files only");
+        None
+    });
+    let mut reclaimed = Vec::new();
+    for record in load_claims(paths)? {
+        if is_same_live_process(record.pid, record.start_time) {
+            continue;
+        }
+        let id = record.enclave_id;
+        if let Some(state) = &state {
+            state.cgroup_mount.remove_tree(&state.cgroup.join(&id))?;
+        }
+        let run_dir = paths.run_dir(&id);
+        match std::fs::remove_dir_all(&run_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err("remove run directory", &run_dir)(e))
+            }
+            _ => {}
+        }
+        remove_file(&paths.claim_file(&id))?;
+        tracing::info!(enclave = %id, pid = record.pid, "reclaimed the pool claim of a dead VMM");
+        reclaimed.push(id);
+    }
+    Ok(reclaimed)
+}

@@ -1,0 +1,229 @@
+//! Assembling an enclave: guest memory, the program image, system structures, the enclave
+//! kernel and vCPU 0, then running it to an [`Outcome`].
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VmFd};
+
+use crate::boot;
+use crate::elf::{self, ElfError};
+use crate::image::{self, BootImage, ImageError};
+use crate::kernel::console::ConsoleSink;
+use crate::kernel::fs::{FsError, ImageTree};
+use crate::kernel::mm::AddressSpace;
+use crate::kernel::{Kernel, KernelConfig};
+use crate::layout;
+use crate::memory::{Backing, GuestRam, MemoryError};
+use crate::stack::{self, StackError};
+use crate::vcpu::{Outcome, Vcpu, VcpuError};
+
+/// Why an enclave could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// `/dev/kvm` unusable.
+    #[error("cannot open /dev/kvm: check that KVM is available and that you may use it (root or the kvm group)")]
+    Kvm(#[source] kvm_ioctls::Error),
+    /// A VM-level ioctl failed.
+    #[error("KVM refused {0}")]
+    VmIoctl(&'static str, #[source] kvm_ioctls::Error),
+    /// The image cannot be booted.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The program is not a static x86_64 ELF.
+    #[error("the image's /init cannot run in an enclave")]
+    Elf(#[from] ElfError),
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The program does not fit in the requested memory.
+    #[error("the program image ends at {image_end:#x} but guest memory leaves only {avail:#x} for it; raise --memory")]
+    TooSmall {
+        /// End of the program image.
+        image_end: u64,
+        /// Address where the stack begins.
+        avail: u64,
+    },
+    /// The initial stack.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// The image's file tree.
+    #[error("the image's file tree is invalid")]
+    Tree(#[source] FsError),
+    /// vCPU set-up.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// Writing boot structures (cannot happen with a validated layout).
+    #[error("internal error: boot structures do not fit guest memory")]
+    Layout,
+}
+
+/// Everything needed to launch one enclave.
+#[derive(Clone)]
+pub struct LaunchConfig {
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Number of vCPUs.
+    pub cpu_count: u32,
+    /// Debug mode (console output, unknown-call reports).
+    pub debug: bool,
+    /// Host backing of guest memory.
+    pub backing: Backing,
+    /// Console sink (debug mode only; ignored otherwise).
+    pub console: Option<Arc<dyn ConsoleSink>>,
+    /// Host name reported to the program.
+    pub hostname: String,
+}
+
+/// Timings of the launch, for benchmarks and logs.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct LaunchTimings {
+    /// Microseconds to unpack and check the image.
+    pub unpack_us: u64,
+    /// Microseconds to map memory, load the program and create the VM and vCPU.
+    pub build_us: u64,
+}
+
+/// An enclave ready to run.
+pub struct Enclave {
+    _kvm: Kvm,
+    _vm: VmFd,
+    vcpu: Vcpu,
+    kernel: Kernel,
+    ram: Arc<GuestRam>,
+    read_only: Vec<(u64, u64)>,
+    /// Launch timings.
+    pub timings: LaunchTimings,
+    /// The image's measurements.
+    pub measurements: attestation::pcr::Measurements,
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Builds an enclave from EIF bytes.
+pub fn prepare(eif: &[u8], config: &LaunchConfig) -> Result<Enclave, VmmError> {
+    let t0 = Instant::now();
+    let img = image::unpack(eif)?;
+    let unpack_us = micros(t0);
+    let t1 = Instant::now();
+    let enclave = build(img, config, unpack_us, t1)?;
+    Ok(enclave)
+}
+
+fn build(
+    img: BootImage,
+    config: &LaunchConfig,
+    unpack_us: u64,
+    t1: Instant,
+) -> Result<Enclave, VmmError> {
+    let plan = elf::plan(&img.init)?;
+    let size = config
+        .memory_mib
+        .checked_mul(1 << 20)
+        .ok_or(MemoryError::BadSize { size: u64::MAX })?;
+    let ram = Arc::new(GuestRam::new(size, config.backing)?);
+    let stack_bottom = layout::stack_bottom(size);
+    if plan.image_end >= stack_bottom {
+        return Err(VmmError::TooSmall {
+            image_end: plan.image_end,
+            avail: stack_bottom,
+        });
+    }
+    boot::write_system_area(&ram, &plan).map_err(|_| VmmError::Layout)?;
+    boot::load_program(&ram, &img.init, &plan).map_err(|_| VmmError::Layout)?;
+    let mut random = [0u8; 16];
+    crate::kernel::sys_info::host_random(&mut random).map_err(|_| VmmError::Layout)?;
+    let st = stack::build(
+        layout::stack_top(size),
+        layout::STACK_STRINGS_MAX,
+        &img.spec.argv,
+        &img.spec.env,
+        &plan,
+        random,
+        stack::host_hwcap(),
+    )?;
+    ram.write(st.base, &st.bytes)
+        .map_err(|_| VmmError::Layout)?;
+
+    let kvm = Kvm::new().map_err(VmmError::Kvm)?;
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| VmmError::VmIoctl("KVM_CREATE_VM", e))?;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: ram.size(),
+        userspace_addr: ram.host_address(),
+    };
+    // SAFETY: the region describes `ram`'s mapping, which is owned by an Arc that the returned
+    // Enclave keeps alive at least as long as the VM (fields drop in declaration order: the VM
+    // goes before `ram`), and it is not unmapped while the VM exists.
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(|e| VmmError::VmIoctl("KVM_SET_USER_MEMORY_REGION", e))?;
+    let vcpu = Vcpu::new(&kvm, &vm, 0, plan.entry, st.sp)?;
+
+    let read_only: Vec<(u64, u64)> = plan
+        .segments
+        .iter()
+        .filter(|s| !s.perms.write)
+        .map(|s| (s.addr, s.addr + s.mem_len))
+        .collect();
+    let mm = AddressSpace::new(plan.image_end, stack_bottom).map_err(|_| VmmError::TooSmall {
+        image_end: plan.image_end,
+        avail: stack_bottom,
+    })?;
+    let tree = ImageTree::new(img.tree).map_err(VmmError::Tree)?;
+    let kconfig = KernelConfig {
+        debug: config.debug,
+        cpu_count: config.cpu_count.max(1),
+        console: if config.debug {
+            config.console.clone()
+        } else {
+            None
+        },
+        hostname: config.hostname.clone(),
+    };
+    let kernel = Kernel::new(kconfig, size, mm, Arc::new(tree));
+    Ok(Enclave {
+        _kvm: kvm,
+        _vm: vm,
+        vcpu,
+        kernel,
+        ram,
+        read_only,
+        timings: LaunchTimings {
+            unpack_us,
+            build_us: micros(t1),
+        },
+        measurements: img.measurements,
+    })
+}
+
+impl Enclave {
+    /// Runs the program on the calling thread until it ends or `stop` is raised (raise it,
+    /// then interrupt this thread with a signal, see [`crate::kick`]).
+    pub fn run(&mut self, stop: &AtomicBool) -> Outcome {
+        self.vcpu
+            .run(&mut self.kernel, &self.ram, &self.read_only, stop)
+    }
+
+    /// Guest memory (for footprint reports).
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// The enclave kernel (statistics).
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// How the vCPU moves registers (synced or ioctl).
+    pub fn register_access(&self) -> crate::vcpu::RegisterAccess {
+        self.vcpu.register_access()
+    }
+}

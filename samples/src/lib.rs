@@ -1,0 +1,1 @@
+//! Sample enclave programs (issue 4 onwards).

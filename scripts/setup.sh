@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing enclave needs on a fresh Debian machine (idempotent):
+# gcc with a static glibc (test programs are static ELFs), rustfmt and clippy.
+set -euo pipefail
+need=()
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+  echo "setup: warning: /dev/kvm is not usable here; enclave tests will be reported as ignored" >&2
+fi
