@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             backing: Backing::Anonymous,
             console: Some(Arc::new(Stdout)),
             hostname: "enclave".into(),
+            bare: std::env::var_os("BARE").is_some(),
         },
     )?;
     let prep = t.elapsed();

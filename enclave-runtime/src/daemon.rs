@@ -226,6 +226,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         backing: backing_of(backing),
         console: Some(hub.clone()),
         hostname: req.name.clone(),
+        bare: false,
     };
     let mut enclave = vmm::prepare(&eif, &config)?;
     drop(eif);
@@ -262,6 +263,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     let stop = Arc::new(AtomicBool::new(false));
     let (go_tx, go_rx) = mpsc::channel::<bool>();
     let (out_tx, out_rx) = mpsc::channel::<Outcome>();
+    let ended_tx = tx.clone();
     let (tid_tx, tid_rx) = mpsc::channel::<i32>();
     let stop_flag = stop.clone();
     let vcpu_thread = std::thread::Builder::new()
@@ -276,7 +278,8 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
             let outcome = enclave.run(&stop_flag);
             // Dropping the enclave scrubs guest memory before the outcome is announced.
             drop(enclave);
-            let _ = out_tx.send(outcome);
+            let _ = out_tx.send(outcome.clone());
+            let _ = ended_tx.send(Event::Ended(outcome));
         })
         .map_err(DaemonError::Thread)?;
     if let (Ok(tid), Some(claim)) = (tid_rx.recv(), res.claim.as_ref()) {
@@ -290,10 +293,8 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         let _ = go_tx.send(true);
     }
     let outcome = loop {
-        if let Ok(o) = out_rx.try_recv() {
-            break o;
-        }
-        match rx.recv_timeout(Duration::from_millis(20)) {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Event::Ended(o)) => break o,
             Ok(Event::ConsoleAttached) if !released => {
                 released = true;
                 let _ = go_tx.send(true);
@@ -321,7 +322,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         write_state(&run_dir, &i);
     }
     // Let waiters read the outcome before the socket disappears with the run directory.
-    std::thread::sleep(Duration::from_millis(20));
+    shared.drain_waiters(Duration::from_millis(500));
     drop(res);
     Ok(())
 }

@@ -75,6 +75,8 @@ pub struct LaunchConfig {
     pub console: Option<Arc<dyn ConsoleSink>>,
     /// Host name reported to the program.
     pub hostname: String,
+    /// Benchmark mode (see [`KernelConfig::bare`]).
+    pub bare: bool,
 }
 
 /// Timings of the launch, for benchmarks and logs.
@@ -187,6 +189,7 @@ fn build(
             None
         },
         hostname: config.hostname.clone(),
+        bare: config.bare,
     };
     let kernel = Kernel::new(kconfig, size, mm, Arc::new(tree));
     Ok(Enclave {

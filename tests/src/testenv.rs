@@ -1,6 +1,9 @@
-//! A per-test sandbox for the CLI: its own run root, allocator config and cgroup name.
+//! A per-test sandbox for the CLI: its own run root, allocator config and cgroup name, and
+//! the host-wide lock that serializes tests which carve a pool out of the host.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::cli;
 use crate::error::{io_err, HarnessError};
+use crate::host;
+
+/// Lock file that serializes every test (in any test binary or crate, e.g. the pool crate's
+/// own tests) that applies a pool: pool CPUs are exclusive cpusets, which cannot overlap, and
+/// on a small machine every pool is the same CPU.
+pub const HOST_LOCK_FILE: &str = "/tmp/enclave-pool-tests.lock";
 
 /// How long teardown commands may run before they are killed.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,18 +45,56 @@ impl Sharing {
 /// `ENCLAVE_RUN_ROOT=<tmp>/run`, `ENCLAVE_ALLOCATOR_CONFIG=<tmp>/allocator.toml`,
 /// `ENCLAVE_CGROUP_NAME=enclave-test-<pid>-<n>`, plus any [`TestEnv::set_env`] extras.
 ///
-/// Dropping it runs `enclave terminate-enclave --all` and `enclave allocator release`
-/// (errors ignored, each bounded by a timeout) and removes the directory.
+/// It holds an exclusive `flock` on [`HOST_LOCK_FILE`] for its whole lifetime, so never keep
+/// two `TestEnv`s alive at once in one thread (the second would wait for the first forever).
+///
+/// Dropping it runs `enclave terminate-enclave --all` and `enclave allocator release --force`
+/// (errors ignored, each bounded by a timeout), removes what is left of its cpuset cgroup,
+/// removes the directory and only then releases the lock.
 #[derive(Debug)]
 pub struct TestEnv {
     root: PathBuf,
     cgroup_name: String,
     extra: Vec<(OsString, OsString)>,
+    /// Declared last: dropped (unlocked) after `Drop::drop` has cleaned up.
+    _host_lock: HostLock,
+}
+
+/// An exclusive `flock` on [`HOST_LOCK_FILE`]; closing the file releases it.
+#[derive(Debug)]
+struct HostLock {
+    _file: File,
+}
+
+impl HostLock {
+    fn acquire() -> Result<Self, HarnessError> {
+        let path = Path::new(HOST_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err("open lock file", path))?;
+        loop {
+            // SAFETY: the fd belongs to `file`, which outlives the call; flock takes an
+            // advisory lock and touches no memory of ours.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(Self { _file: file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io_err("lock", path)(e));
+            }
+        }
+    }
 }
 
 impl TestEnv {
-    /// Creates `<temp>/enclave-test-<pid>-<n>/` with an empty `run/` inside.
+    /// Takes the host lock (waiting for other pool tests), then creates
+    /// `<temp>/enclave-test-<pid>-<n>/` with an empty `run/` inside.
     pub fn new() -> Result<Self, HarnessError> {
+        let host_lock = HostLock::acquire()?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("enclave-test-{}-{n}", std::process::id());
         let root = std::env::temp_dir().join(&name);
@@ -61,6 +108,7 @@ impl TestEnv {
             root,
             cgroup_name: name,
             extra: Vec::new(),
+            _host_lock: host_lock,
         })
     }
 
@@ -82,6 +130,12 @@ impl TestEnv {
     /// `ENCLAVE_CGROUP_NAME`.
     pub fn cgroup_name(&self) -> &str {
         &self.cgroup_name
+    }
+
+    /// The pool's cpuset cgroup directory, where the pool puts one child per enclave
+    /// (`None` without a cpuset controller).
+    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+        host::cpuset_root().map(|root| root.join(&self.cgroup_name))
     }
 
     /// Adds (or replaces) an environment variable passed to every CLI run.
@@ -166,7 +220,19 @@ impl Drop for TestEnv {
         // Never build the CLI during teardown: without a binary no enclave was launched by it.
         if let Some(bin) = cli::existing_enclave_bin() {
             self.run_quietly(&bin, &["terminate-enclave", "--all"]);
-            self.run_quietly(&bin, &["allocator", "release"]);
+            self.run_quietly(&bin, &["allocator", "release", "--force"]);
+        }
+        // Last resort, so that one broken test does not block the pool CPUs for all others:
+        // a leftover cpuset (empty ones only; rmdir refuses busy cgroups).
+        if let Some(dir) = self.cgroup_dir() {
+            if let Ok(children) = std::fs::read_dir(&dir) {
+                for child in children.filter_map(Result::ok) {
+                    if child.path().is_dir() {
+                        let _ = std::fs::remove_dir(child.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }

@@ -19,13 +19,15 @@ const MAX_REQUEST: u64 = 4096;
 /// Time a client has to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Events the control server sends to the VMM's main thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Events for the VMM's main thread (from the control server and the vCPU thread).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Someone asked to terminate the enclave.
     Terminate,
     /// A console client attached (releases a held launch).
     ConsoleAttached,
+    /// The program ended.
+    Ended(Outcome),
 }
 
 /// State shared between the VMM and its control server.
@@ -36,6 +38,7 @@ pub struct Shared {
     pub console: Arc<ConsoleHub>,
     events: Mutex<mpsc::Sender<Event>>,
     active: AtomicUsize,
+    pending_waits: AtomicUsize,
 }
 
 impl Shared {
@@ -51,6 +54,7 @@ impl Shared {
             console,
             events: Mutex::new(events),
             active: AtomicUsize::new(0),
+            pending_waits: AtomicUsize::new(0),
         })
     }
 
@@ -74,6 +78,15 @@ impl Shared {
         }
         self.ended.notify_all();
         self.console.close();
+    }
+
+    /// After [`Shared::finish`]: waits (at most `limit`) until every `wait` client has been
+    /// sent the outcome, so the run directory can go.
+    pub fn drain_waiters(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while self.pending_waits.load(Ordering::Acquire) > 0 && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn send(&self, e: Event) {
@@ -161,9 +174,11 @@ fn handle(conn: UnixStream, shared: &Shared) {
         }
         Request::Wait => {
             let _ = conn.set_read_timeout(None);
+            shared.pending_waits.fetch_add(1, Ordering::AcqRel);
             if let Some(o) = shared.wait_outcome() {
                 reply(&mut conn, &Reply::Ended(o));
             }
+            shared.pending_waits.fetch_sub(1, Ordering::AcqRel);
         }
         Request::Console => {
             let debug = shared.info().is_some_and(|i| i.flags == "DEBUG_MODE");

@@ -157,6 +157,11 @@ pub const TABLE: &[Syscall] = &[
     },
 ];
 
+/// `exit`.
+pub const NR_EXIT: u64 = 60;
+/// `exit_group`.
+pub const NR_EXIT_GROUP: u64 = 231;
+
 /// The enclave program's pid (and tid of its first thread).
 pub const PID: u64 = 1;
 const NSIG: u64 = 64;

@@ -53,6 +53,11 @@ impl Table {
         Self { entries }
     }
 
+    /// Every registered call.
+    pub fn entries(&self) -> impl Iterator<Item = Syscall> + '_ {
+        self.entries.iter().flatten().copied()
+    }
+
     /// Looks up a number that came from the guest.
     pub fn get(&self, nr: u64) -> Option<&Syscall> {
         usize::try_from(nr)
@@ -68,51 +73,15 @@ impl Default for Table {
     }
 }
 
-/// Linux name of a system call number, for reports ("?" when unknown to us).
+/// Linux name of a system call number, for reports ("?" when the number is unassigned).
 pub fn name_of(nr: u64) -> &'static str {
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == nr)
-        .map(|(_, s)| *s)
+    usize::try_from(nr)
+        .ok()
+        .and_then(|i| super::names::NAMES.get(i))
+        .copied()
+        .filter(|n| !n.is_empty())
         .unwrap_or("?")
 }
-
-/// Names of calls we do not implement but want to report by name.
-const NAMES: &[(u64, &str)] = &[
-    (2, "open"),
-    (4, "stat"),
-    (6, "lstat"),
-    (21, "access"),
-    (22, "pipe"),
-    (32, "dup"),
-    (33, "dup2"),
-    (41, "socket"),
-    (42, "connect"),
-    (43, "accept"),
-    (49, "bind"),
-    (50, "listen"),
-    (56, "clone"),
-    (57, "fork"),
-    (58, "vfork"),
-    (59, "execve"),
-    (61, "wait4"),
-    (62, "kill"),
-    (72, "fcntl"),
-    (79, "getcwd"),
-    (80, "chdir"),
-    (83, "mkdir"),
-    (87, "unlink"),
-    (89, "readlink"),
-    (202, "futex"),
-    (213, "epoll_create"),
-    (232, "epoll_wait"),
-    (233, "epoll_ctl"),
-    (281, "epoll_pwait"),
-    (290, "eventfd2"),
-    (291, "epoll_create1"),
-    (293, "pipe2"),
-    (435, "clone3"),
-];
 
 #[cfg(test)]
 mod tests {
@@ -129,6 +98,14 @@ mod tests {
             }
         }
         assert!(t.get(u64::MAX).is_none());
+        assert_eq!(name_of(0), "read");
+        assert_eq!(name_of(56), "clone");
+        assert_eq!(name_of(u64::MAX), "?");
+        for family in families() {
+            for s in family {
+                assert_eq!(name_of(s.nr), s.name, "table name of {}", s.nr);
+            }
+        }
         assert!(t.get(100_000).is_none());
     }
 }

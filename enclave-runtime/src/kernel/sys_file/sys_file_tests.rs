@@ -86,6 +86,7 @@ impl Env {
             cpu_count: 1,
             console: Some(console.clone()),
             hostname: "enclave".to_string(),
+            bare: false,
         };
         let mm = mm::AddressSpace::new(0x40_0000, 0x80_0000).unwrap();
         let kernel = Kernel::new(config, ram.size(), mm, Arc::new(tree));
