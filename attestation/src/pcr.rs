@@ -76,26 +76,31 @@ impl Measurements {
     /// (no section headers). Metadata and signature sections are not measured into PCR0-2.
     /// `pcr8` is left `None`: set it with [`Measurements::with_signing_certificate`].
     pub fn of(eif: &Eif) -> Self {
-        let (mut image, mut boot, mut app) = (PcrHasher::new(), PcrHasher::new(), PcrHasher::new());
+        // PCR0 and PCR1 hash the same bytes up to the second ramdisk: hash them once and fork
+        // the PCR1 state (`boot`) only where the two diverge.
+        let (mut image, mut app) = (PcrHasher::new(), PcrHasher::new());
+        let mut boot: Option<PcrHasher> = None;
         let mut ramdisk_index = 0usize;
         for section in &eif.sections {
-            match section.kind {
-                SectionType::Kernel | SectionType::Cmdline => {
-                    image.update(&section.data);
-                    boot.update(&section.data);
-                }
+            let both = match section.kind {
+                SectionType::Kernel | SectionType::Cmdline => true,
                 SectionType::Ramdisk => {
-                    image.update(&section.data);
-                    if ramdisk_index == 0 {
-                        boot.update(&section.data);
-                    } else {
-                        app.update(&section.data);
-                    }
                     ramdisk_index = ramdisk_index.saturating_add(1);
+                    ramdisk_index == 1
                 }
-                SectionType::Invalid | SectionType::Signature | SectionType::Metadata => {}
+                SectionType::Invalid | SectionType::Signature | SectionType::Metadata => continue,
+            };
+            if both {
+                if let Some(b) = boot.as_mut() {
+                    b.update(&section.data);
+                }
+            } else {
+                boot.get_or_insert_with(|| image.clone());
+                app.update(&section.data);
             }
+            image.update(&section.data);
         }
+        let boot = boot.unwrap_or_else(|| image.clone());
         Self {
             pcr0: image.finalize(),
             pcr1: boot.finalize(),

@@ -33,7 +33,7 @@ pub enum Sharing {
 }
 
 impl Sharing {
-    fn as_toml(self) -> &'static str {
+    pub(crate) fn as_toml(self) -> &'static str {
         match self {
             Sharing::Exclusive => "exclusive",
             Sharing::Shared => "shared",
