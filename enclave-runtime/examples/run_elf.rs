@@ -1,7 +1,6 @@
 //! Runs a static ELF directly in an enclave VM (development aid): `run_elf PROGRAM [ARGS...]`.
 //! Debug mode, console to stdout, no pool.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use attestation::image::{build_eif, ImageInputs, ImageMetadata, InitSpec, EPOCH_BUILD_TIME};
@@ -50,12 +49,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     let prep = t.elapsed();
-    let outcome = enclave.run(&AtomicBool::new(false));
+    if let Some(ms) = std::env::var("STOP_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let stopper = enclave.stopper();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            let t = std::time::Instant::now();
+            stopper.stop();
+            eprintln!("stop requested ({:?})", t.elapsed());
+        });
+    }
+    let access = enclave.register_access();
+    let outcome = enclave.run();
     eprintln!(
         "outcome: {outcome:?}; prepare {prep:?}, total {:?}, {} syscalls, regs {:?}, unknown {:?}",
         t.elapsed(),
-        enclave.kernel().calls,
-        enclave.register_access(),
+        enclave
+            .kernel()
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        access,
         enclave.kernel().unknown_calls()
     );
     Ok(())

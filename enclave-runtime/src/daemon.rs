@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+use vmm_sys_util::signal::register_signal_handler;
 
 use crate::control::client::CONTROL_SOCKET;
 use crate::control::console::ConsoleHub;
@@ -17,6 +17,7 @@ use crate::control::protocol::{EnclaveInfo, LaunchRequest, LaunchStatus};
 use crate::control::server::{self, Event, Shared};
 use crate::memory::Backing;
 use crate::pool::{self, Claim, ClaimRequest, MemoryBacking, PoolPaths};
+use crate::threads::Stopper;
 use crate::vcpu::Outcome;
 use crate::vmm::{self, LaunchConfig};
 
@@ -71,13 +72,6 @@ static TERM: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_term(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     TERM.store(true, Ordering::Release);
-}
-
-extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-/// Signal used to interrupt a vCPU thread inside `KVM_RUN`.
-pub fn kick_signal() -> libc::c_int {
-    SIGRTMIN()
 }
 
 fn backing_of(b: MemoryBacking) -> Backing {
@@ -197,7 +191,6 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     })?;
     let _ = register_signal_handler(libc::SIGTERM, on_term);
     let _ = register_signal_handler(libc::SIGINT, on_term);
-    let _ = register_signal_handler(kick_signal(), on_kick);
 
     let eif = std::fs::read(&req.eif_path).map_err(|source| DaemonError::ReadEif {
         path: req.eif_path.clone(),
@@ -260,12 +253,11 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     })?;
 
     // The vCPU thread: pinned to the claim's CPUs, it starts the program once released.
-    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = enclave.stopper();
     let (go_tx, go_rx) = mpsc::channel::<bool>();
     let (out_tx, out_rx) = mpsc::channel::<Outcome>();
     let ended_tx = tx.clone();
     let (tid_tx, tid_rx) = mpsc::channel::<i32>();
-    let stop_flag = stop.clone();
     let vcpu_thread = std::thread::Builder::new()
         .name("vcpu0".into())
         .spawn(move || {
@@ -275,7 +267,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
                 let _ = out_tx.send(Outcome::Terminated);
                 return;
             }
-            let outcome = enclave.run(&stop_flag);
+            let outcome = enclave.run();
             // Dropping the enclave scrubs guest memory before the outcome is announced.
             drop(enclave);
             let _ = out_tx.send(outcome.clone());
@@ -299,15 +291,15 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
                 released = true;
                 let _ = go_tx.send(true);
             }
-            Ok(Event::Terminate) => break stop_vcpu(&stop, &vcpu_thread, &go_tx, &out_rx),
+            Ok(Event::Terminate) => break stop_enclave(&stopper, &go_tx, &out_rx),
             _ => {}
         }
         if TERM.load(Ordering::Acquire) {
-            break stop_vcpu(&stop, &vcpu_thread, &go_tx, &out_rx);
+            break stop_enclave(&stopper, &go_tx, &out_rx);
         }
         if !released && started.elapsed() > CONSOLE_HOLD {
             tracing::warn!("no console client attached in time; terminating");
-            break stop_vcpu(&stop, &vcpu_thread, &go_tx, &out_rx);
+            break stop_enclave(&stopper, &go_tx, &out_rx);
         }
     };
     tracing::info!(?outcome, "enclave ended");
@@ -327,21 +319,14 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     Ok(())
 }
 
-/// Stops the vCPU thread: raises the flag and interrupts `KVM_RUN` until the thread answers.
-fn stop_vcpu(
-    stop: &AtomicBool,
-    thread: &std::thread::JoinHandle<()>,
+/// Stops the program (or a launch still held for the console) and waits for its outcome.
+fn stop_enclave(
+    stopper: &Stopper,
     go: &mpsc::Sender<bool>,
     out: &mpsc::Receiver<Outcome>,
 ) -> Outcome {
-    stop.store(true, Ordering::Release);
     let _ = go.send(false);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let _ = thread.kill(kick_signal());
-        if out.recv_timeout(Duration::from_millis(5)).is_ok() {
-            return Outcome::Terminated;
-        }
-    }
-    Outcome::Terminated
+    stopper.stop();
+    out.recv_timeout(Duration::from_secs(10))
+        .unwrap_or(Outcome::Terminated)
 }

@@ -12,5 +12,6 @@ pub mod kernel;
 pub mod layout;
 pub mod memory;
 pub mod stack;
+pub mod threads;
 pub mod vcpu;
 pub mod vmm;

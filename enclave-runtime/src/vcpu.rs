@@ -2,13 +2,11 @@
 //! enclave kernel, exception doorbell writes end the enclave with a crash report, anything else
 //! the guest does that reaches the VMM ends it too. Nothing the guest does panics the VMM.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, Msrs};
 use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuExit, VcpuFd, VmFd};
 
 use crate::boot;
-use crate::kernel::{Cpu, Ctx, ExitRequest, Kernel};
+use crate::kernel::{Cpu, Ctx, ExitRequest, Kernel, ThreadState, UserRegs};
 use crate::layout;
 use crate::memory::{GuestRam, UserMemory};
 
@@ -125,6 +123,7 @@ pub struct Vcpu {
 
 /// CPU state of the calling thread, as seen by a system-call handler.
 struct SregsCpu<'a> {
+    regs: &'a kvm_regs,
     sregs: &'a mut kvm_sregs,
     dirty: bool,
 }
@@ -143,6 +142,9 @@ impl Cpu for SregsCpu<'_> {
     fn set_gs_base(&mut self, base: u64) {
         self.sregs.gs.base = base;
         self.dirty = true;
+    }
+    fn user_regs(&self) -> UserRegs {
+        user_regs_of(self.regs)
     }
 }
 
@@ -163,15 +165,29 @@ pub fn return_to_user(regs: &mut kvm_regs, sregs: &mut kvm_sregs) -> bool {
 impl Vcpu {
     /// Creates vCPU `id` on `vm`, starting at `entry` with stack `sp` in ring 3.
     pub fn new(kvm: &Kvm, vm: &VmFd, id: u64, entry: u64, sp: u64) -> Result<Self, VcpuError> {
+        let mut v = Self::create(kvm, vm, id)?;
+        let regs = kvm_regs {
+            rip: entry,
+            rsp: sp,
+            rflags: 2,
+            ..Default::default()
+        };
+        v.start(&regs, 0, 0).map_err(|source| VcpuError::Kvm {
+            what: "initial registers",
+            id,
+            source,
+        })?;
+        Ok(v)
+    }
+
+    /// Creates vCPU `id` with CPUID and MSRs set, not yet started.
+    pub fn create(kvm: &Kvm, vm: &VmFd, id: u64) -> Result<Self, VcpuError> {
         let err = |what| move |source| VcpuError::Kvm { what, id, source };
         let mut fd = vm.create_vcpu(id).map_err(err("KVM_CREATE_VCPU"))?;
         let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(err("KVM_GET_SUPPORTED_CPUID"))?;
         fd.set_cpuid2(&cpuid).map_err(err("KVM_SET_CPUID2"))?;
-        let sregs = fd.get_sregs().map_err(err("KVM_GET_SREGS"))?;
-        fd.set_sregs(&boot::ring3_sregs(sregs))
-            .map_err(err("KVM_SET_SREGS"))?;
         let entries = [
             (boot::msr::LSTAR, layout::SYSCALL_STUB),
             (boot::msr::STAR, boot::STAR),
@@ -188,13 +204,6 @@ impl Vcpu {
             source: kvm_ioctls::Error::new(libc::EINVAL),
         })?;
         fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))?;
-        let regs = kvm_regs {
-            rip: entry,
-            rsp: sp,
-            rflags: 2,
-            ..Default::default()
-        };
-        fd.set_regs(&regs).map_err(err("KVM_SET_REGS"))?;
         let wanted =
             i32::try_from(kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X86_SREGS)
                 .unwrap_or(i32::MAX);
@@ -206,6 +215,24 @@ impl Vcpu {
             RegisterAccess::Ioctl
         };
         Ok(Self { fd, access })
+    }
+
+    /// (Re)starts this vCPU in ring 3 with `regs` and the given FS/GS bases (a new thread, or
+    /// a vCPU reused after its previous thread exited).
+    pub fn start(
+        &mut self,
+        regs: &kvm_regs,
+        fs_base: u64,
+        gs_base: u64,
+    ) -> Result<(), kvm_ioctls::Error> {
+        let mut sregs = boot::ring3_sregs(self.fd.get_sregs()?);
+        sregs.fs.base = fs_base;
+        sregs.gs.base = gs_base;
+        self.fd.set_sregs(&sregs)?;
+        self.fd.set_regs(regs)?;
+        // Stale dirty bits from a previous thread would overwrite these on the next entry.
+        self.fd.get_kvm_run().kvm_dirty_regs = 0;
+        Ok(())
     }
 
     /// How this vCPU moves registers.
@@ -249,18 +276,18 @@ impl Vcpu {
         }
     }
 
-    /// Runs the program until it exits, crashes or `stop` is raised.
+    /// Runs one guest thread until it exits, the program ends, or the kernel is stopping.
     pub fn run(
         &mut self,
-        kernel: &mut Kernel,
+        kernel: &Kernel,
         ram: &GuestRam,
         read_only: &[(u64, u64)],
-        stop: &AtomicBool,
-    ) -> Outcome {
-        let mem = UserMemory::with_map(ram, read_only, kernel.mm.view());
+        thread: &mut ThreadState,
+    ) -> VcpuEnd {
+        let mem = UserMemory::with_map(ram, read_only, kernel.map_view());
         loop {
-            if stop.load(Ordering::Acquire) {
-                return Outcome::Terminated;
+            if kernel.stopping() {
+                return VcpuEnd::Program(Outcome::Terminated);
             }
             let exit = match self.fd.run() {
                 Ok(VcpuExit::MmioWrite(addr, data)) => Exit::Doorbell(addr, data.first().copied()),
@@ -285,28 +312,33 @@ impl Vcpu {
                 Err(e) => Exit::Crash(format!("KVM_RUN failed: {e}")),
             };
             let Some((mut regs, mut sregs)) = self.regs() else {
-                return crash("cannot read vCPU registers", 0);
+                return VcpuEnd::Program(crash("cannot read vCPU registers", 0));
             };
             match exit {
-                Exit::Crash(reason) => return crash(&reason, regs.rip),
+                Exit::Crash(reason) => return VcpuEnd::Program(crash(&reason, regs.rip)),
                 Exit::Doorbell(addr, _) if addr == layout::DOORBELL_SYSCALL => {
                     let nr = regs.rax;
                     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
                     let mut cpu = SregsCpu {
+                        regs: &regs,
                         sregs: &mut sregs,
                         dirty: false,
                     };
                     let mut ctx = Ctx {
                         mem: &mem,
                         cpu: &mut cpu,
+                        thread,
                         exit: None,
                     };
                     let ret = kernel.dispatch(&mut ctx, nr, &args);
                     match ctx.exit {
-                        Some(ExitRequest::Group(s)) | Some(ExitRequest::Thread(s)) => {
-                            return Outcome::Exited { status: s };
+                        Some(ExitRequest::Thread(s)) => return VcpuEnd::ThreadExit(s),
+                        Some(ExitRequest::Group(s)) => {
+                            return VcpuEnd::Program(Outcome::Exited { status: s });
                         }
-                        Some(ExitRequest::Signal(signal)) => return Outcome::Signaled { signal },
+                        Some(ExitRequest::Signal(signal)) => {
+                            return VcpuEnd::Program(Outcome::Signaled { signal });
+                        }
                         None => {}
                     }
                     let fs_dirty = cpu.dirty;
@@ -314,22 +346,69 @@ impl Vcpu {
                     let ring_dirty = return_to_user(&mut regs, &mut sregs);
                     let sregs_out = (fs_dirty || ring_dirty).then_some(&sregs);
                     if !self.put_regs(&regs, sregs_out) {
-                        return crash("cannot write vCPU registers", regs.rip);
+                        return VcpuEnd::Program(crash("cannot write vCPU registers", regs.rip));
                     }
                 }
                 Exit::Doorbell(addr, vector) if addr == layout::DOORBELL_EXCEPTION => {
-                    return Outcome::Crashed(exception_report(
+                    return VcpuEnd::Program(Outcome::Crashed(exception_report(
                         ram,
                         vector.unwrap_or(255),
                         &regs,
                         &sregs,
-                    ));
+                    )));
                 }
                 Exit::Doorbell(addr, _) => {
-                    return crash(&format!("write to unbacked address {addr:#x}"), regs.rip);
+                    return VcpuEnd::Program(crash(
+                        &format!("write to unbacked address {addr:#x}"),
+                        regs.rip,
+                    ));
                 }
             }
         }
+    }
+}
+
+/// How one vCPU's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcpuEnd {
+    /// The thread called `exit`; other threads may go on.
+    ThreadExit(i32),
+    /// The whole program ended (or is being stopped).
+    Program(Outcome),
+}
+
+/// Converts kernel registers to the kernel's [`UserRegs`].
+pub fn user_regs_of(r: &kvm_regs) -> UserRegs {
+    UserRegs {
+        gpr: [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15, r.rip, r.rflags,
+        ],
+    }
+}
+
+/// Converts [`UserRegs`] back to KVM registers.
+pub fn kvm_regs_of(u: &UserRegs) -> kvm_regs {
+    let g = &u.gpr;
+    kvm_regs {
+        rax: g[0],
+        rbx: g[1],
+        rcx: g[2],
+        rdx: g[3],
+        rsi: g[4],
+        rdi: g[5],
+        rsp: g[6],
+        rbp: g[7],
+        r8: g[8],
+        r9: g[9],
+        r10: g[10],
+        r11: g[11],
+        r12: g[12],
+        r13: g[13],
+        r14: g[14],
+        r15: g[15],
+        rip: g[16],
+        rflags: g[17],
     }
 }
 
@@ -394,6 +473,17 @@ mod tests {
         assert_eq!(sregs.cs.selector, layout::selector::USER_CODE);
         assert_eq!(sregs.ss.selector, layout::selector::USER_DATA);
         assert_eq!(sregs.cs.dpl, 3);
+    }
+
+    #[test]
+    fn register_conversions_round_trip() {
+        let mut u = UserRegs::default();
+        for (i, g) in u.gpr.iter_mut().enumerate() {
+            *g = i as u64 * 0x1111;
+        }
+        assert_eq!(user_regs_of(&kvm_regs_of(&u)), u);
+        assert_eq!(kvm_regs_of(&u).rip, 16 * 0x1111);
+        assert_eq!(kvm_regs_of(&u).rsp, 6 * 0x1111);
     }
 
     #[test]

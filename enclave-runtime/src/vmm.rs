@@ -1,12 +1,11 @@
 //! Assembling an enclave: guest memory, the program image, system structures, the enclave
 //! kernel and vCPU 0, then running it to an [`Outcome`].
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::Kvm;
 
 use crate::boot;
 use crate::elf::{self, ElfError};
@@ -18,6 +17,7 @@ use crate::kernel::{Kernel, KernelConfig};
 use crate::layout;
 use crate::memory::{Backing, GuestRam, MemoryError};
 use crate::stack::{self, StackError};
+use crate::threads::{Stopper, Threads};
 use crate::vcpu::{Outcome, Vcpu, VcpuError};
 
 /// Why an enclave could not be set up.
@@ -90,12 +90,10 @@ pub struct LaunchTimings {
 
 /// An enclave ready to run.
 pub struct Enclave {
-    _kvm: Kvm,
-    _vm: VmFd,
-    vcpu: Vcpu,
-    kernel: Kernel,
+    vcpu0: Option<Vcpu>,
+    kernel: Arc<Kernel>,
+    threads: Arc<Threads>,
     ram: Arc<GuestRam>,
-    read_only: Vec<(u64, u64)>,
     /// Launch timings.
     pub timings: LaunchTimings,
     /// The image's measurements.
@@ -151,10 +149,11 @@ fn build(
     ram.write(st.base, &st.bytes)
         .map_err(|_| VmmError::Layout)?;
 
-    let kvm = Kvm::new().map_err(VmmError::Kvm)?;
-    let vm = kvm
-        .create_vm()
-        .map_err(|e| VmmError::VmIoctl("KVM_CREATE_VM", e))?;
+    let kvm = Arc::new(Kvm::new().map_err(VmmError::Kvm)?);
+    let vm = Arc::new(
+        kvm.create_vm()
+            .map_err(|e| VmmError::VmIoctl("KVM_CREATE_VM", e))?,
+    );
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
@@ -162,14 +161,14 @@ fn build(
         memory_size: ram.size(),
         userspace_addr: ram.host_address(),
     };
-    // SAFETY: the region describes `ram`'s mapping, which is owned by an Arc that the returned
-    // Enclave keeps alive at least as long as the VM (fields drop in declaration order: the VM
-    // goes before `ram`), and it is not unmapped while the VM exists.
+    // SAFETY: the region describes `ram`'s mapping. The VM is only used through the enclave's
+    // `Threads`, which hold an Arc of `ram` as long as they hold the VM, so the mapping outlives
+    // every guest entry; KVM tolerates the mapping going away after the last vCPU stopped.
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| VmmError::VmIoctl("KVM_SET_USER_MEMORY_REGION", e))?;
     let vcpu = Vcpu::new(&kvm, &vm, 0, plan.entry, st.sp)?;
 
-    let read_only: Vec<(u64, u64)> = plan
+    let read_only: Arc<[(u64, u64)]> = plan
         .segments
         .iter()
         .filter(|s| !s.perms.write)
@@ -191,14 +190,14 @@ fn build(
         hostname: config.hostname.clone(),
         bare: config.bare,
     };
-    let kernel = Kernel::new(kconfig, size, mm, Arc::new(tree));
+    let kernel = Arc::new(Kernel::new(kconfig, size, mm, Arc::new(tree)));
+    let threads = Threads::new(kvm, vm, &kernel, ram.clone(), read_only);
+    kernel.set_spawner(threads.clone());
     Ok(Enclave {
-        _kvm: kvm,
-        _vm: vm,
-        vcpu,
+        vcpu0: Some(vcpu),
         kernel,
+        threads,
         ram,
-        read_only,
         timings: LaunchTimings {
             unpack_us,
             build_us: micros(t1),
@@ -208,11 +207,18 @@ fn build(
 }
 
 impl Enclave {
-    /// Runs the program on the calling thread until it ends or `stop` is raised (raise it,
-    /// then interrupt this thread with a signal, see [`crate::kick`]).
-    pub fn run(&mut self, stop: &AtomicBool) -> Outcome {
-        self.vcpu
-            .run(&mut self.kernel, &self.ram, &self.read_only, stop)
+    /// Runs the program on the calling thread (its first thread; more threads get their own)
+    /// until it ends or [`Enclave::stopper`] stops it. An enclave runs once.
+    pub fn run(&mut self) -> Outcome {
+        match self.vcpu0.take() {
+            Some(vcpu) => self.threads.run_main(vcpu),
+            None => Outcome::Terminated,
+        }
+    }
+
+    /// A handle to end the program from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.threads.clone())
     }
 
     /// Guest memory (for footprint reports).
@@ -225,8 +231,8 @@ impl Enclave {
         &self.kernel
     }
 
-    /// How the vCPU moves registers (synced or ioctl).
-    pub fn register_access(&self) -> crate::vcpu::RegisterAccess {
-        self.vcpu.register_access()
+    /// How the first vCPU moves registers (synced or ioctl), before it runs.
+    pub fn register_access(&self) -> Option<crate::vcpu::RegisterAccess> {
+        self.vcpu0.as_ref().map(Vcpu::register_access)
     }
 }

@@ -4,28 +4,60 @@
 //! number up in the table ([`table`]) and runs the handler of its family (`sys_*` modules).
 //! Handlers never touch guest memory directly: they get a [`UserMemory`] view that checks every
 //! pointer and length. Unknown calls return `ENOSYS` and are reported once by name in debug mode.
+//!
+//! One `Kernel` serves every thread of the program: each guest thread runs on its own vCPU and
+//! host thread, and calls in here concurrently. Shared state sits behind small locks that no
+//! handler holds while it blocks (sleeps, futex waits, socket waits), so a blocked thread never
+//! stops the others.
 
 pub mod console;
 pub mod errno;
 pub mod file;
 pub mod fs;
+pub mod futex;
 pub mod mm;
 pub mod names;
 pub mod sys_file;
 pub mod sys_info;
 pub mod sys_mm;
 pub mod sys_proc;
+pub mod sys_thread;
 pub mod sys_time;
 pub mod table;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use crate::memory::UserMemory;
 pub use errno::{Errno, SysResult};
 use file::FdTable;
 
-/// Register state a handler may need to change besides RAX (only `arch_prctl` today).
+/// The general-purpose registers of a thread at a system call (what `clone` copies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserRegs {
+    /// rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8..r15, rip, rflags.
+    pub gpr: [u64; 18],
+}
+
+/// Indices into [`UserRegs::gpr`].
+pub mod reg {
+    /// RAX.
+    pub const RAX: usize = 0;
+    /// RCX (the return address after `syscall`).
+    pub const RCX: usize = 2;
+    /// RSP.
+    pub const RSP: usize = 6;
+    /// R11 (RFLAGS saved by `syscall`).
+    pub const R11: usize = 11;
+    /// RIP.
+    pub const RIP: usize = 16;
+    /// RFLAGS.
+    pub const RFLAGS: usize = 17;
+}
+
+/// Register state of the calling thread that handlers may read or change besides RAX.
 pub trait Cpu {
     /// The FS segment base (thread pointer).
     fn fs_base(&self) -> u64;
@@ -35,12 +67,37 @@ pub trait Cpu {
     fn gs_base(&self) -> u64;
     /// Sets the GS segment base.
     fn set_gs_base(&mut self, base: u64);
+    /// The caller's general-purpose registers at the `syscall` instruction.
+    fn user_regs(&self) -> UserRegs {
+        UserRegs::default()
+    }
+}
+
+/// How a new thread starts: registers as after its `clone` returned 0 in it.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadStart {
+    /// Thread id given to it.
+    pub tid: u64,
+    /// Registers (RIP = after the `syscall`, RSP = the new stack, RAX = 0).
+    pub regs: UserRegs,
+    /// FS base (its TLS), inherited or from `CLONE_SETTLS`.
+    pub fs_base: u64,
+    /// GS base, inherited.
+    pub gs_base: u64,
+    /// `CLONE_CHILD_CLEARTID` address.
+    pub clear_child_tid: u64,
+}
+
+/// Starts guest threads; implemented by the VMM (a vCPU and a host thread per guest thread).
+pub trait ThreadSpawner: Send + Sync {
+    /// Starts a thread; the kernel has assigned `start.tid`.
+    fn spawn(&self, start: ThreadStart) -> Result<(), Errno>;
 }
 
 /// Why the program stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExitRequest {
-    /// `exit` of the (only) thread.
+    /// `exit` of the calling thread.
     Thread(i32),
     /// `exit_group`.
     Group(i32),
@@ -48,12 +105,23 @@ pub enum ExitRequest {
     Signal(i32),
 }
 
-/// Per-call context: the checked memory view, the calling vCPU's registers, exit requests.
+/// Per-thread state of the enclave kernel.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadState {
+    /// Thread id (the first thread is [`sys_proc::PID`]).
+    pub tid: u64,
+    /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: zeroed and woken when the thread exits.
+    pub clear_child_tid: u64,
+}
+
+/// Per-call context: the checked memory view, the calling thread, exit requests.
 pub struct Ctx<'a, 'm> {
     /// Guest memory as the program may access it.
     pub mem: &'a UserMemory<'m>,
     /// The calling thread's CPU state.
     pub cpu: &'a mut dyn Cpu,
+    /// The calling thread.
+    pub thread: &'a mut ThreadState,
     /// Set by `exit`/`exit_group`.
     pub exit: Option<ExitRequest>,
 }
@@ -77,26 +145,36 @@ pub struct KernelConfig {
     pub bare: bool,
 }
 
-/// State of the enclave kernel for one enclave.
+/// Most threads a program may have alive at once.
+pub const MAX_THREADS: u64 = 512;
+
+/// State of the enclave kernel for one enclave, shared by all its threads.
 pub struct Kernel {
-    /// Open descriptors.
-    pub fds: FdTable,
-    /// The address space (brk + mmap area).
-    pub mm: mm::AddressSpace,
+    fds: Mutex<FdTable>,
+    mm: Mutex<mm::AddressSpace>,
+    cwd: Mutex<String>,
     /// The read-only image tree.
     pub fs: Arc<fs::ImageTree>,
     /// Launch settings.
     pub config: KernelConfig,
-    /// Current working directory inside the image tree (absolute, normalized).
-    pub cwd: String,
-    /// `set_tid_address` pointer.
-    pub clear_child_tid: u64,
     /// Guest memory size in bytes.
     pub mem_size: u64,
+    /// Futex wait queues.
+    pub futexes: futex::FutexTable,
     /// Number of system calls served.
-    pub calls: u64,
-    unknown_reported: HashSet<u64>,
+    pub calls: AtomicU64,
+    /// Raised when the enclave is ending: blocking calls return early.
+    pub stop: Arc<AtomicBool>,
+    next_tid: AtomicU64,
+    live_threads: AtomicU64,
+    spawner: OnceLock<Arc<dyn ThreadSpawner>>,
+    map_view: mm::MapView,
+    unknown_reported: Mutex<HashSet<u64>>,
     table: table::Table,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Kernel {
@@ -109,30 +187,106 @@ impl Kernel {
     ) -> Self {
         let mut fds = FdTable::default();
         console::install_std_streams(&mut fds, config.console.clone());
+        let map_view = mm.view();
         Self {
-            fds,
-            mm,
+            fds: Mutex::new(fds),
+            mm: Mutex::new(mm),
+            cwd: Mutex::new("/".to_string()),
             fs,
             config,
-            cwd: "/".to_string(),
             mem_size,
-            clear_child_tid: 0,
-            calls: 0,
-            unknown_reported: HashSet::new(),
+            futexes: futex::FutexTable::default(),
+            calls: AtomicU64::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+            next_tid: AtomicU64::new(sys_proc::PID + 1),
+            live_threads: AtomicU64::new(1),
+            spawner: OnceLock::new(),
+            map_view,
+            unknown_reported: Mutex::new(HashSet::new()),
             table: table::Table::new(),
         }
     }
 
+    /// The descriptor table.
+    pub fn fds(&self) -> MutexGuard<'_, FdTable> {
+        lock(&self.fds)
+    }
+
+    /// The address space.
+    pub fn mm(&self) -> MutexGuard<'_, mm::AddressSpace> {
+        lock(&self.mm)
+    }
+
+    /// The current working directory.
+    pub fn cwd(&self) -> MutexGuard<'_, String> {
+        lock(&self.cwd)
+    }
+
+    /// Which guest addresses the program has mapped (for [`UserMemory::with_map`]).
+    pub fn map_view(&self) -> mm::MapView {
+        self.map_view.clone()
+    }
+
+    /// Installs the thread spawner (once, by the VMM, before the program starts).
+    pub fn set_spawner(&self, spawner: Arc<dyn ThreadSpawner>) {
+        let _ = self.spawner.set(spawner);
+    }
+
+    /// The thread spawner, if threads are supported by the host side.
+    pub fn spawner(&self) -> Option<&Arc<dyn ThreadSpawner>> {
+        self.spawner.get()
+    }
+
+    /// Reserves a thread id and a live-thread slot; `None` at [`MAX_THREADS`].
+    pub fn reserve_thread(&self) -> Option<u64> {
+        let live = self.live_threads.fetch_add(1, Ordering::AcqRel);
+        if live >= MAX_THREADS {
+            self.live_threads.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(self.next_tid.fetch_add(1, Ordering::AcqRel))
+    }
+
+    /// Records that a thread has ended; returns true when it was the last one.
+    pub fn thread_ended(&self) -> bool {
+        self.live_threads.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Threads alive now.
+    pub fn live_threads(&self) -> u64 {
+        self.live_threads.load(Ordering::Acquire)
+    }
+
+    /// True once the enclave is ending.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Sleeps up to `d`, returning early (false) when the enclave is ending.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let deadline = std::time::Instant::now() + d;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+
     /// Serves system call `nr` with `args`; returns the value for RAX.
-    pub fn dispatch(&mut self, ctx: &mut Ctx<'_, '_>, nr: u64, args: &Args) -> u64 {
-        self.calls += 1;
+    pub fn dispatch(&self, ctx: &mut Ctx<'_, '_>, nr: u64, args: &Args) -> u64 {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         if self.config.bare && nr != sys_proc::NR_EXIT && nr != sys_proc::NR_EXIT_GROUP {
             return 0;
         }
         let result = match self.table.get(nr) {
             Some(entry) => (entry.handler)(self, ctx, args),
             None => {
-                if self.config.debug && self.unknown_reported.insert(nr) {
+                if self.config.debug && lock(&self.unknown_reported).insert(nr) {
                     let name = table::name_of(nr);
                     tracing::warn!(
                         syscall = nr,
@@ -151,9 +305,9 @@ impl Kernel {
         errno::to_rax(result)
     }
 
-    /// Names of the unknown calls seen so far (debug reports and tests).
+    /// Numbers of the unknown calls seen so far (debug reports and tests).
     pub fn unknown_calls(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.unknown_reported.iter().copied().collect();
+        let mut v: Vec<u64> = lock(&self.unknown_reported).iter().copied().collect();
         v.sort_unstable();
         v
     }
@@ -207,12 +361,17 @@ mod tests {
         let mem = crate::memory::UserMemory::new(&ram, &[]);
         for debug in [true, false] {
             let cap = Arc::new(Capture::default());
-            let mut k = kernel(debug, cap.clone(), &ram);
+            let k = kernel(debug, cap.clone(), &ram);
             let mut cpu = NoCpu;
+            let mut thread = ThreadState {
+                tid: 1,
+                clear_child_tid: 0,
+            };
             for nr in [57u64, 57, 9999, u64::MAX] {
                 let mut ctx = Ctx {
                     mem: &mem,
                     cpu: &mut cpu,
+                    thread: &mut thread,
                     exit: None,
                 };
                 let r = k.dispatch(&mut ctx, nr, &[0; 6]);
@@ -268,12 +427,16 @@ mod tests {
         ];
         let ram = GuestRam::new(crate::layout::MIN_GUEST_MEMORY, Backing::Anonymous).unwrap();
         let cap = Arc::new(Capture::default());
-        let mut k = kernel(true, cap, &ram);
-        let view = k.mm.view();
+        let k = kernel(true, cap, &ram);
+        let view = k.map_view();
         let mem = crate::memory::UserMemory::with_map(&ram, &[], view);
         let mut cpu = NoCpu;
+        let mut thread = ThreadState {
+            tid: 1,
+            clear_child_tid: 0,
+        };
         // Calls that block by design (sleeps, polls with timeouts) get bad pointers elsewhere.
-        let blocking = ["nanosleep", "clock_nanosleep", "poll", "ppoll"];
+        let blocking = ["nanosleep", "clock_nanosleep", "poll", "ppoll", "futex"];
         let entries: Vec<table::Syscall> = table::Table::new()
             .entries()
             .filter(|s| !blocking.contains(&s.name))
@@ -300,6 +463,7 @@ mod tests {
                 let mut ctx = Ctx {
                     mem: &mem,
                     cpu: &mut cpu,
+                    thread: &mut thread,
                     exit: None,
                 };
                 let ret = k.dispatch(&mut ctx, s.nr, &args);
@@ -313,7 +477,7 @@ mod tests {
             if round % 500 == 0 {
                 // Close whatever the calls opened so descriptors do not run out for the rest.
                 for fd in 3..file::MAX_FDS as u64 {
-                    let _ = k.fds.remove(fd);
+                    let _ = k.fds().remove(fd);
                 }
             }
         }

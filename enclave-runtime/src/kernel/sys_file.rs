@@ -106,7 +106,7 @@ pub(crate) fn read_path(ctx: &Ctx<'_, '_>, addr: u64) -> Result<Vec<u8>, Errno> 
 
 /// The inode of the working directory.
 pub(crate) fn cwd_ino(k: &Kernel) -> Result<Ino, Errno> {
-    k.fs.lookup(ROOT_INO, k.cwd.as_bytes(), true)
+    k.fs.lookup(ROOT_INO, k.cwd().as_bytes(), true)
 }
 
 /// The directory a `*at` path starts from: `/` for absolute paths, the working directory for
@@ -118,7 +118,7 @@ pub(crate) fn dir_start(k: &Kernel, dirfd: u64, path: &[u8]) -> Result<Ino, Errn
     if int_arg(dirfd) == libc::AT_FDCWD {
         return cwd_ino(k);
     }
-    let d = k.fds.get(fd_arg(dirfd))?;
+    let d = k.fds().get(fd_arg(dirfd))?.clone();
     let p = d.file.path().ok_or(Errno::ENOTDIR)?;
     let ino = k.fs.lookup(ROOT_INO, p.as_bytes(), true)?;
     if !k.fs.is_dir(ino) {
@@ -127,11 +127,11 @@ pub(crate) fn dir_start(k: &Kernel, dirfd: u64, path: &[u8]) -> Result<Ino, Errn
     Ok(ino)
 }
 
-fn sys_open(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_open(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     do_open(k, ctx, at_fdcwd(), a[0], int_arg(a[1]))
 }
 
-fn sys_openat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_openat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     do_open(k, ctx, a[0], a[1], int_arg(a[2]))
 }
 
@@ -140,7 +140,7 @@ pub(crate) fn at_fdcwd() -> u64 {
     u64::from(libc::AT_FDCWD.cast_unsigned())
 }
 
-fn do_open(k: &mut Kernel, ctx: &Ctx<'_, '_>, dirfd: u64, path_addr: u64, flags: i32) -> SysResult {
+fn do_open(k: &Kernel, ctx: &Ctx<'_, '_>, dirfd: u64, path_addr: u64, flags: i32) -> SysResult {
     let path = read_path(ctx, path_addr)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
@@ -183,32 +183,32 @@ fn do_open(k: &mut Kernel, ctx: &Ctx<'_, '_>, dirfd: u64, path_addr: u64, flags:
         flags
     };
     let file = Arc::new(ImageFile::new(k.fs.clone(), ino, kept));
-    k.fds.insert(Descriptor {
+    k.fds().insert(Descriptor {
         file,
         cloexec: flags & libc::O_CLOEXEC != 0,
     })
 }
 
-fn sys_close(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    k.fds.remove(fd_arg(a[0]))?;
+fn sys_close(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    k.fds().remove(fd_arg(a[0]))?;
     Ok(0)
 }
 
-fn sys_dup(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let d = k.fds.get(fd_arg(a[0]))?.clone();
-    k.fds.insert(Descriptor {
+fn sys_dup(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let d = k.fds().get(fd_arg(a[0]))?.clone();
+    k.fds().insert(Descriptor {
         cloexec: false,
         ..d
     })
 }
 
-fn sys_dup2(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_dup2(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let (old, new) = (fd_arg(a[0]), fd_arg(a[1]));
-    let d = k.fds.get(old)?.clone();
+    let d = k.fds().get(old)?.clone();
     if old == new {
         return Ok(new);
     }
-    k.fds.insert_at(
+    k.fds().insert_at(
         new,
         Descriptor {
             cloexec: false,
@@ -217,13 +217,13 @@ fn sys_dup2(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     )
 }
 
-fn sys_dup3(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_dup3(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let (old, new, flags) = (fd_arg(a[0]), fd_arg(a[1]), int_arg(a[2]));
     if flags & !libc::O_CLOEXEC != 0 || old == new {
         return Err(Errno::EINVAL);
     }
-    let d = k.fds.get(old)?.clone();
-    k.fds.insert_at(
+    let d = k.fds().get(old)?.clone();
+    k.fds().insert_at(
         new,
         Descriptor {
             cloexec: flags & libc::O_CLOEXEC != 0,
@@ -232,8 +232,8 @@ fn sys_dup3(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     )
 }
 
-fn sys_getcwd(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let mut bytes = k.cwd.as_bytes().to_vec();
+fn sys_getcwd(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let mut bytes = k.cwd().as_bytes().to_vec();
     bytes.push(0);
     let len = u64::try_from(bytes.len()).map_err(|_| Errno::ERANGE)?;
     if a[1] < len {
@@ -243,23 +243,23 @@ fn sys_getcwd(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     Ok(len)
 }
 
-fn change_dir(k: &mut Kernel, ino: Ino) -> SysResult {
+fn change_dir(k: &Kernel, ino: Ino) -> SysResult {
     if !k.fs.is_dir(ino) {
         return Err(Errno::ENOTDIR);
     }
-    k.cwd = k.fs.path_of(ino);
+    *k.cwd() = k.fs.path_of(ino);
     Ok(0)
 }
 
-fn sys_chdir(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_chdir(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let path = read_path(ctx, a[0])?;
     let start = cwd_ino(k)?;
     let ino = k.fs.lookup(start, &path, true)?;
     change_dir(k, ino)
 }
 
-fn sys_fchdir(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let d = k.fds.get(fd_arg(a[0]))?;
+fn sys_fchdir(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let d = k.fds().get(fd_arg(a[0]))?.clone();
     let p = d.file.path().ok_or(Errno::ENOTDIR)?.to_string();
     let ino = k.fs.lookup(ROOT_INO, p.as_bytes(), true)?;
     change_dir(k, ino)

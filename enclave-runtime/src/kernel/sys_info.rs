@@ -43,7 +43,7 @@ fn field(s: &str) -> [u8; 65] {
     b
 }
 
-fn sys_uname(k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_uname(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let mut out = Vec::with_capacity(390);
     for f in [
         "Linux",
@@ -78,7 +78,7 @@ pub fn host_random(buf: &mut [u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-fn sys_getrandom(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_getrandom(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [addr, len, flags, ..] = *a;
     if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 {
         return Err(Errno::EINVAL);
@@ -96,19 +96,19 @@ fn sys_getrandom(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     Ok(len)
 }
 
-fn sys_sysinfo(k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_sysinfo(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     // struct sysinfo: uptime, loads[3], totalram, freeram, sharedram, bufferram, totalswap,
     // freeswap, procs(u16)+pad, totalhigh, freehigh, mem_unit(u32) ... 112 bytes.
     let mut b = [0u8; 112];
     b[32..40].copy_from_slice(&k.mem_size.to_le_bytes());
-    b[40..48].copy_from_slice(&k.mem_size.saturating_sub(k.mm.brk()).to_le_bytes());
+    b[40..48].copy_from_slice(&k.mem_size.saturating_sub(k.mm().brk()).to_le_bytes());
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
     c.mem.copy_out(a[0], &b)?;
     Ok(0)
 }
 
-fn sys_getcpu(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_getcpu(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     for &p in &a[..2] {
         if p != 0 {
             c.mem.write_u32(p, 0)?;

@@ -80,11 +80,11 @@ const MREMAP_MAYMOVE: u64 = 1;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
 
-fn sys_brk(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    Ok(k.mm.set_brk(ctx.mem.ram(), a[0]))
+fn sys_brk(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    Ok(k.mm().set_brk(ctx.mem.ram(), a[0]))
 }
 
-fn sys_mmap(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_mmap(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [addr, len, _prot, flags, fd, offset] = *a;
     let kind = flags & 0x03;
     if kind != MAP_PRIVATE && kind != MAP_SHARED && kind != MAP_SHARED_VALIDATE {
@@ -94,7 +94,7 @@ fn sys_mmap(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let file = if flags & MAP_ANONYMOUS == 0 {
-        let d = k.fds.get(fd)?;
+        let d = k.fds().get(fd)?.clone();
         if kind != MAP_PRIVATE {
             // The image is read-only and nothing else is shareable: only private copies.
             return Err(Errno::EACCES);
@@ -106,10 +106,10 @@ fn sys_mmap(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
     let ram = ctx.mem.ram();
-    let start = k.mm.map(ram, addr, len, fixed, noreplace)?;
+    let start = k.mm().map(ram, addr, len, fixed, noreplace)?;
     if let Some(file) = file {
         if let Err(e) = fill_from_file(ctx, file.as_ref(), start, len, offset) {
-            let _ = k.mm.unmap(ram, start, len);
+            let _ = k.mm().unmap(ram, start, len);
             return Err(e);
         }
     }
@@ -144,26 +144,26 @@ fn fill_from_file(
     Ok(())
 }
 
-fn sys_munmap(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    k.mm.unmap(ctx.mem.ram(), a[0], a[1])?;
+fn sys_munmap(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    k.mm().unmap(ctx.mem.ram(), a[0], a[1])?;
     Ok(0)
 }
 
-fn sys_mprotect(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_mprotect(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     if a[2] & !0x7 & !0x0300_0000 != 0 {
         return Err(Errno::EINVAL);
     }
-    k.mm.protect(a[0], a[1], ctx.mem.ram().size())?;
+    k.mm().protect(a[0], a[1], ctx.mem.ram().size())?;
     Ok(0)
 }
 
-fn sys_mremap(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_mremap(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [old, old_len, new_len, flags, ..] = *a;
     if flags & !MREMAP_MAYMOVE != 0 {
         // MREMAP_FIXED / DONTUNMAP are not supported.
         return Err(Errno::EINVAL);
     }
-    k.mm.remap(
+    k.mm().remap(
         ctx.mem.ram(),
         old,
         old_len,
@@ -172,7 +172,7 @@ fn sys_mremap(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     )
 }
 
-fn sys_madvise(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_madvise(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [addr, len, advice, ..] = *a;
     if !addr.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
@@ -181,7 +181,7 @@ fn sys_madvise(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
         .and_then(|l| addr.checked_add(l))
         .ok_or(Errno::EINVAL)?;
     if advice == MADV_DONTNEED || advice == MADV_FREE {
-        if !k.mm.is_mapped(addr, end) {
+        if !k.mm().is_mapped(addr, end) {
             return Err(Errno::ENOMEM);
         }
         let _ = ctx.mem.ram().discard(addr, end - addr);
@@ -189,7 +189,7 @@ fn sys_madvise(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     Ok(0)
 }
 
-fn sys_accept_range(_k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_accept_range(_k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let end = a[0].checked_add(a[1]).ok_or(Errno::EINVAL)?;
     if end > ctx.mem.ram().size() {
         return Err(Errno::ENOMEM);
@@ -197,6 +197,6 @@ fn sys_accept_range(_k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResu
     Ok(0)
 }
 
-fn sys_zero(_k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
+fn sys_zero(_k: &Kernel, _ctx: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
     Ok(0)
 }

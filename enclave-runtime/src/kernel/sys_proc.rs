@@ -21,11 +21,6 @@ pub const TABLE: &[Syscall] = &[
         handler: sys_rt_sigprocmask,
     },
     Syscall {
-        nr: 24,
-        name: "sched_yield",
-        handler: sys_zero,
-    },
-    Syscall {
         nr: 39,
         name: "getpid",
         handler: sys_pid,
@@ -108,7 +103,7 @@ pub const TABLE: &[Syscall] = &[
     Syscall {
         nr: 186,
         name: "gettid",
-        handler: sys_pid,
+        handler: sys_gettid,
     },
     Syscall {
         nr: 200,
@@ -124,11 +119,6 @@ pub const TABLE: &[Syscall] = &[
         nr: 204,
         name: "sched_getaffinity",
         handler: sys_sched_getaffinity,
-    },
-    Syscall {
-        nr: 218,
-        name: "set_tid_address",
-        handler: sys_set_tid_address,
     },
     Syscall {
         nr: 231,
@@ -162,6 +152,9 @@ pub const NR_EXIT: u64 = 60;
 /// `exit_group`.
 pub const NR_EXIT_GROUP: u64 = 231;
 
+/// Soft RLIMIT_STACK reported: the default stack size of new threads in glibc.
+pub const THREAD_STACK_DEFAULT: u64 = 2 << 20;
+
 /// The enclave program's pid (and tid of its first thread).
 pub const PID: u64 = 1;
 const NSIG: u64 = 64;
@@ -170,12 +163,16 @@ const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
 const ARCH_GET_GS: u64 = 0x1004;
 
-fn sys_zero(_k: &mut Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
+fn sys_zero(_k: &Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
     Ok(0)
 }
 
-fn sys_pid(_k: &mut Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
+fn sys_pid(_k: &Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
     Ok(PID)
+}
+
+fn sys_gettid(_k: &Kernel, c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
+    Ok(c.thread.tid)
 }
 
 /// Low 8 bits of the exit status, as `wait` reports them.
@@ -183,12 +180,12 @@ fn status(v: u64) -> i32 {
     i32::from(v.to_le_bytes()[0])
 }
 
-fn sys_exit(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_exit(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     c.exit = Some(ExitRequest::Thread(status(a[0])));
     Ok(0)
 }
 
-fn sys_exit_group(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_exit_group(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     c.exit = Some(ExitRequest::Group(status(a[0])));
     Ok(0)
 }
@@ -202,7 +199,8 @@ fn signal_self(c: &mut Ctx<'_, '_>, pid: u64, sig: u64) -> SysResult {
     if sig > NSIG {
         return Err(Errno::EINVAL);
     }
-    if pid != PID {
+    // Any thread of the one process: the signal's default action ends the whole program.
+    if pid != PID && pid != c.thread.tid {
         return Err(Errno::ESRCH);
     }
     if sig != 0 && is_fatal(sig) {
@@ -213,23 +211,23 @@ fn signal_self(c: &mut Ctx<'_, '_>, pid: u64, sig: u64) -> SysResult {
     Ok(0)
 }
 
-fn sys_kill(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_kill(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let pid = if a[0] == 0 { PID } else { a[0] };
     signal_self(c, pid, a[1])
 }
 
-fn sys_tkill(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_tkill(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     signal_self(c, a[0], a[1])
 }
 
-fn sys_tgkill(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_tgkill(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     if a[0] != PID {
         return Err(Errno::ESRCH);
     }
     signal_self(c, a[1], a[2])
 }
 
-fn sys_rt_sigaction(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_rt_sigaction(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [sig, act, oldact, sigsetsize, ..] = *a;
     if sigsetsize != 8 || sig == 0 || sig > NSIG || sig == 9 || sig == 19 {
         return Err(Errno::EINVAL);
@@ -245,7 +243,7 @@ fn sys_rt_sigaction(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult
     Ok(0)
 }
 
-fn sys_rt_sigprocmask(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_rt_sigprocmask(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [how, set, oldset, sigsetsize, ..] = *a;
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
@@ -262,7 +260,7 @@ fn sys_rt_sigprocmask(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResu
     Ok(0)
 }
 
-fn sys_sigaltstack(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_sigaltstack(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     const SS_ONSTACK: u32 = 1;
     const SS_DISABLE: u32 = 2;
     const SS_AUTODISARM: u32 = 1 << 31;
@@ -289,7 +287,7 @@ fn sys_sigaltstack(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult 
     Ok(0)
 }
 
-fn sys_arch_prctl(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_arch_prctl(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [code, addr, ..] = *a;
     match code {
         ARCH_SET_FS | ARCH_SET_GS => {
@@ -317,12 +315,7 @@ fn sys_arch_prctl(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     }
 }
 
-fn sys_set_tid_address(k: &mut Kernel, _c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    k.clear_child_tid = a[0];
-    Ok(PID)
-}
-
-fn sys_set_robust_list(_k: &mut Kernel, _c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_set_robust_list(_k: &Kernel, _c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     // struct robust_list_head is 24 bytes.
     if a[1] != 24 {
         return Err(Errno::EINVAL);
@@ -330,7 +323,7 @@ fn sys_set_robust_list(_k: &mut Kernel, _c: &mut Ctx<'_, '_>, a: &Args) -> SysRe
     Ok(0)
 }
 
-fn sys_rseq(_k: &mut Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
+fn sys_rseq(_k: &Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
     // Restartable sequences need preemption notification; libc falls back without them.
     Err(Errno::ENOSYS)
 }
@@ -339,7 +332,9 @@ fn sys_rseq(_k: &mut Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
 fn limit_of(k: &Kernel, resource: u64) -> Result<(u64, u64), Errno> {
     const INF: u64 = u64::MAX;
     Ok(match resource {
-        3 => (crate::layout::STACK_SIZE, crate::layout::STACK_SIZE), // RLIMIT_STACK
+        // RLIMIT_STACK: libcs size new threads' stacks by the soft limit, and every byte of a
+        // stack is guest memory here (no overcommit), so the soft limit is kept small.
+        3 => (THREAD_STACK_DEFAULT, crate::layout::STACK_SIZE),
         7 => {
             let n = super::file::MAX_FDS as u64;
             (n, n) // RLIMIT_NOFILE
@@ -359,13 +354,13 @@ fn write_rlimit(c: &Ctx<'_, '_>, at: u64, (soft, hard): (u64, u64)) -> Result<()
     Ok(())
 }
 
-fn sys_getrlimit(k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_getrlimit(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let lim = limit_of(k, a[0])?;
     write_rlimit(c, a[1], lim)?;
     Ok(0)
 }
 
-fn sys_prlimit64(k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_prlimit64(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [pid, resource, new, old, ..] = *a;
     if pid != 0 && pid != PID {
         return Err(Errno::ESRCH);
@@ -381,14 +376,14 @@ fn sys_prlimit64(k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     Ok(0)
 }
 
-fn sys_getres(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_getres(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     for &p in &a[..3] {
         c.mem.write_u32(p, 0)?;
     }
     Ok(0)
 }
 
-fn sys_sched_getaffinity(k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_sched_getaffinity(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [pid, len, mask, ..] = *a;
     if pid != 0 && pid != PID {
         return Err(Errno::ESRCH);

@@ -90,13 +90,13 @@ fn read_timespec(c: &Ctx<'_, '_>, at: u64) -> Result<Duration, Errno> {
     ))
 }
 
-fn sys_clock_gettime(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_clock_gettime(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let (s, n) = now(host_clock(a[0])?)?;
     c.mem.copy_out(a[1], &timespec_bytes(s, n))?;
     Ok(0)
 }
 
-fn sys_clock_getres(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_clock_getres(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     host_clock(a[0])?;
     if a[1] != 0 {
         c.mem.copy_out(a[1], &timespec_bytes(0, 1))?;
@@ -104,7 +104,7 @@ fn sys_clock_getres(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult
     Ok(0)
 }
 
-fn sys_gettimeofday(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_gettimeofday(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let (s, n) = now(libc::CLOCK_REALTIME)?;
     if a[0] != 0 {
         c.mem.copy_out(a[0], &timespec_bytes(s, n / 1000))?;
@@ -115,7 +115,7 @@ fn sys_gettimeofday(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult
     Ok(0)
 }
 
-fn sys_time(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_time(_k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let (s, _) = now(libc::CLOCK_REALTIME)?;
     if a[0] != 0 {
         c.mem.copy_out(a[0], &s.to_le_bytes())?;
@@ -123,21 +123,18 @@ fn sys_time(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     u64::try_from(s).map_err(|_| Errno::EOVERFLOW)
 }
 
-/// Sleeps for `d` on the calling vCPU thread.
-fn sleep(d: Duration) {
-    std::thread::sleep(d);
-}
-
-fn sys_nanosleep(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_nanosleep(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let d = read_timespec(c, a[0])?;
-    sleep(d);
+    if !k.sleep(d) {
+        return Err(Errno::EINTR);
+    }
     if a[1] != 0 {
         c.mem.copy_out(a[1], &[0u8; 16])?;
     }
     Ok(0)
 }
 
-fn sys_clock_nanosleep(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+fn sys_clock_nanosleep(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let [clock, flags, req, rem, ..] = *a;
     let clock = host_clock(clock)?;
     if clock == libc::CLOCK_PROCESS_CPUTIME_ID || clock == libc::CLOCK_THREAD_CPUTIME_ID {
@@ -147,9 +144,13 @@ fn sys_clock_nanosleep(_k: &mut Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysRes
     if flags & TIMER_ABSTIME != 0 {
         let (s, n) = now(clock)?;
         let now = Duration::new(u64::try_from(s).unwrap_or(0), u32::try_from(n).unwrap_or(0));
-        sleep(d.saturating_sub(now));
+        if !k.sleep(d.saturating_sub(now)) {
+            return Err(Errno::EINTR);
+        }
     } else {
-        sleep(d);
+        if !k.sleep(d) {
+            return Err(Errno::EINTR);
+        }
         if rem != 0 {
             c.mem.copy_out(rem, &[0u8; 16])?;
         }

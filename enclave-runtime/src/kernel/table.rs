@@ -4,7 +4,7 @@
 use super::{Args, Ctx, Kernel, SysResult};
 
 /// A system-call handler.
-pub type Handler = fn(&mut Kernel, &mut Ctx<'_, '_>, &Args) -> SysResult;
+pub type Handler = fn(&Kernel, &mut Ctx<'_, '_>, &Args) -> SysResult;
 
 /// One supported system call.
 #[derive(Clone, Copy)]
@@ -26,8 +26,9 @@ pub struct Table {
 }
 
 /// Every family's table.
-fn families() -> [&'static [Syscall]; 5] {
+fn families() -> [&'static [Syscall]; 6] {
     [
+        super::sys_thread::TABLE,
         super::sys_file::TABLE,
         super::sys_mm::TABLE,
         super::sys_proc::TABLE,

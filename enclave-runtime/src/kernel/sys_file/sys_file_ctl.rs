@@ -24,15 +24,15 @@ const TCGETS: u64 = 0x5401;
 const TIOCGWINSZ: u64 = 0x5413;
 
 /// Sets or clears close-on-exec of `fd`.
-fn set_cloexec(k: &mut Kernel, fd: u64, on: bool) -> SysResult {
-    let d = k.fds.get(fd)?.clone();
-    k.fds.insert_at(fd, Descriptor { cloexec: on, ..d })?;
+fn set_cloexec(k: &Kernel, fd: u64, on: bool) -> SysResult {
+    let d = k.fds().get(fd)?.clone();
+    k.fds().insert_at(fd, Descriptor { cloexec: on, ..d })?;
     Ok(0)
 }
 
-pub(crate) fn sys_ioctl(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_ioctl(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let fd = fd_arg(a[0]);
-    let file = k.fds.get(fd)?.file.clone();
+    let file = k.fds().get(fd)?.file.clone();
     // The command is an `unsigned int`.
     match a[1] & 0xffff_ffff {
         FIOCLEX => set_cloexec(k, fd, true),
@@ -53,9 +53,9 @@ pub(crate) fn sys_ioctl(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysR
     }
 }
 
-pub(crate) fn sys_fcntl(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_fcntl(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let fd = fd_arg(a[0]);
-    let d = k.fds.get(fd)?.clone();
+    let d = k.fds().get(fd)?.clone();
     match int_arg(a[1]) {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
             let min = usize::try_from(fd_arg(a[2]))
@@ -63,7 +63,7 @@ pub(crate) fn sys_fcntl(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> Sys
                 .filter(|&m| m < FD_LIMIT)
                 .ok_or(Errno::EINVAL)?;
             let cloexec = int_arg(a[1]) == libc::F_DUPFD_CLOEXEC;
-            k.fds.insert_from(min, Descriptor { cloexec, ..d })
+            k.fds().insert_from(min, Descriptor { cloexec, ..d })
         }
         libc::F_GETFD => Ok(if d.cloexec {
             u64::from(libc::FD_CLOEXEC.cast_unsigned())
@@ -94,7 +94,7 @@ fn poll_once(k: &Kernel, ctx: &Ctx<'_, '_>, addr: u64, nfds: u64) -> SysResult {
         let revents = if fd < 0 {
             0
         } else {
-            match k.fds.get(u64::from(fd.cast_unsigned())) {
+            match k.fds().get(u64::from(fd.cast_unsigned())) {
                 Err(_) => libc::POLLNVAL,
                 Ok(d) => d.file.poll_ready() & (events | libc::POLLERR | libc::POLLHUP),
             }
@@ -117,7 +117,7 @@ fn idle(timeout_ms: Option<u64>) {
     }
 }
 
-pub(crate) fn sys_poll(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_poll(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let ready = poll_once(k, ctx, a[0], a[1])?;
     if ready == 0 {
         let timeout = int_arg(a[2]);
@@ -131,7 +131,7 @@ pub(crate) fn sys_poll(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysRe
     Ok(ready)
 }
 
-pub(crate) fn sys_ppoll(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_ppoll(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let timeout_ms = if a[2] == 0 {
         None
     } else {

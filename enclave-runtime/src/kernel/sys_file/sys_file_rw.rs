@@ -171,8 +171,8 @@ fn pos_arg(a: u64) -> Result<u64, Errno> {
     Ok(a)
 }
 
-pub(crate) fn sys_read(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+pub(crate) fn sys_read(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     read_segs(
         file.as_ref(),
         ctx.mem,
@@ -181,8 +181,8 @@ pub(crate) fn sys_read(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysRe
     )
 }
 
-pub(crate) fn sys_write(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+pub(crate) fn sys_write(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     write_segs(
         file.as_ref(),
         ctx.mem,
@@ -191,9 +191,9 @@ pub(crate) fn sys_write(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysR
     )
 }
 
-pub(crate) fn sys_pread64(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_pread64(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let pos = pos_arg(a[3])?;
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     read_segs(
         file.as_ref(),
         ctx.mem,
@@ -202,9 +202,9 @@ pub(crate) fn sys_pread64(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> Sy
     )
 }
 
-pub(crate) fn sys_pwrite64(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_pwrite64(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let pos = pos_arg(a[3])?;
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     write_segs(
         file.as_ref(),
         ctx.mem,
@@ -213,8 +213,8 @@ pub(crate) fn sys_pwrite64(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> S
     )
 }
 
-pub(crate) fn sys_readv(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+pub(crate) fn sys_readv(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     let segs = read_iovecs(ctx.mem, a[1], a[2])?;
     if segs.iter().all(|&(_, l)| l == 0) {
         return Ok(0);
@@ -222,8 +222,8 @@ pub(crate) fn sys_readv(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysR
     read_segs(file.as_ref(), ctx.mem, &segs, None)
 }
 
-pub(crate) fn sys_writev(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+pub(crate) fn sys_writev(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     let segs = read_iovecs(ctx.mem, a[1], a[2])?;
     if segs.iter().all(|&(_, l)| l == 0) {
         return Ok(0);
@@ -231,10 +231,10 @@ pub(crate) fn sys_writev(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> Sys
     write_segs(file.as_ref(), ctx.mem, &segs, None)
 }
 
-pub(crate) fn sys_preadv(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_preadv(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     // x86_64: the whole offset is in pos_l (a[3]).
     let pos = pos_arg(a[3])?;
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     let segs = read_iovecs(ctx.mem, a[1], a[2])?;
     if segs.iter().all(|&(_, l)| l == 0) {
         // Linux still refuses unseekable files.
@@ -244,7 +244,7 @@ pub(crate) fn sys_preadv(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> Sys
     read_segs(file.as_ref(), ctx.mem, &segs, Some(pos))
 }
 
-pub(crate) fn sys_lseek(k: &mut Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+pub(crate) fn sys_lseek(k: &Kernel, _ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     file.lseek(a[1].cast_signed(), int_arg(a[2]))
 }

@@ -38,7 +38,7 @@ fn stat_at(
         if int_arg(dirfd) == libc::AT_FDCWD {
             return k.fs.stat(super::cwd_ino(k)?);
         }
-        return k.fds.get(fd_arg(dirfd))?.file.stat();
+        return k.fds().get(fd_arg(dirfd))?.file.stat();
     }
     let start = dir_start(k, dirfd, &path)?;
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
@@ -51,22 +51,22 @@ fn put_stat(ctx: &Ctx<'_, '_>, addr: u64, st: &Stat) -> SysResult {
     Ok(0)
 }
 
-pub(crate) fn sys_stat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_stat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let st = stat_at(k, ctx, at_fdcwd(), a[0], 0)?;
     put_stat(ctx, a[1], &st)
 }
 
-pub(crate) fn sys_lstat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_lstat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let st = stat_at(k, ctx, at_fdcwd(), a[0], libc::AT_SYMLINK_NOFOLLOW)?;
     put_stat(ctx, a[1], &st)
 }
 
-pub(crate) fn sys_fstat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let st = k.fds.get(fd_arg(a[0]))?.file.stat()?;
+pub(crate) fn sys_fstat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let st = k.fds().get(fd_arg(a[0]))?.file.stat()?;
     put_stat(ctx, a[1], &st)
 }
 
-pub(crate) fn sys_newfstatat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_newfstatat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let flags = int_arg(a[3]);
     if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT) != 0 {
         return Err(Errno::EINVAL);
@@ -110,7 +110,7 @@ fn statx_bytes(st: &Stat) -> [u8; STATX_SIZE] {
     b
 }
 
-pub(crate) fn sys_statx(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_statx(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let flags = int_arg(a[2]);
     let mask = u32::try_from(a[3] & 0xffff_ffff).unwrap_or(u32::MAX);
     let allowed = libc::AT_SYMLINK_NOFOLLOW
@@ -156,15 +156,15 @@ fn access_at(
     Ok(0)
 }
 
-pub(crate) fn sys_access(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_access(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     access_at(k, ctx, at_fdcwd(), a[0], int_arg(a[1]), 0)
 }
 
-pub(crate) fn sys_faccessat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_faccessat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     access_at(k, ctx, a[0], a[1], int_arg(a[2]), 0)
 }
 
-pub(crate) fn sys_faccessat2(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_faccessat2(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     access_at(k, ctx, a[0], a[1], int_arg(a[2]), int_arg(a[3]))
 }
 
@@ -197,16 +197,16 @@ fn readlink_at(
     u64::try_from(n).map_err(|_| Errno::EINVAL)
 }
 
-pub(crate) fn sys_readlink(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_readlink(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     readlink_at(k, ctx, at_fdcwd(), a[0], a[1], a[2])
 }
 
-pub(crate) fn sys_readlinkat(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+pub(crate) fn sys_readlinkat(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     readlink_at(k, ctx, a[0], a[1], a[2], a[3])
 }
 
-pub(crate) fn sys_getdents64(k: &mut Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let file = k.fds.get(fd_arg(a[0]))?.file.clone();
+pub(crate) fn sys_getdents64(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let file = k.fds().get(fd_arg(a[0]))?.file.clone();
     let count = (a[2] & 0xffff_ffff).min(DIRENT_CHUNK);
     // Check the whole buffer first so no entry is consumed that cannot be delivered.
     ctx.mem.check_writable(a[1], count)?;

@@ -102,9 +102,14 @@ impl Env {
         let mut a = [0u64; 6];
         a[..args.len()].copy_from_slice(args);
         let mem = UserMemory::new(&self.ram, &[]);
+        let mut thread = crate::kernel::ThreadState {
+            tid: 1,
+            clear_child_tid: 0,
+        };
         let mut ctx = Ctx {
             mem: &mem,
             cpu: &mut self.cpu,
+            thread: &mut thread,
             exit: None,
         };
         self.kernel.dispatch(&mut ctx, nr(n), &a).cast_signed()
@@ -618,7 +623,7 @@ fn working_directory() {
     assert_eq!(e.call(libc::SYS_chdir, &[p]), neg(libc::ENOTDIR));
     let root = e.open("/", libc::O_DIRECTORY);
     assert_eq!(e.call(libc::SYS_fchdir, &[u(root)]), 0);
-    assert_eq!(e.kernel.cwd, "/");
+    assert_eq!(*e.kernel.cwd(), "/");
     assert_eq!(e.call(libc::SYS_fchdir, &[3]), neg(libc::ENOTDIR));
     assert_eq!(e.call(libc::SYS_fchdir, &[1]), neg(libc::ENOTDIR));
 }
