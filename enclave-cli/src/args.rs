@@ -39,6 +39,14 @@ pub enum Command {
     /// The VMM process of one enclave (started by run-enclave; not for direct use).
     #[command(name = "__vmm", hide = true)]
     Vmm(VmmArgs),
+    /// Manage the local attestation CA (root and host intermediate).
+    Ca(CaArgs),
+    /// Verify an attestation document against a pinned root and a policy.
+    VerifyAttestation(VerifyAttestationArgs),
+    /// Print the PCR of a file, or PCR8 of a signing certificate, as nitro-cli.
+    Pcr(PcrArgs),
+    /// Sign an EIF (adds or replaces its signature section; sets PCR8).
+    SignEif(SignEifArgs),
 }
 
 /// `build-enclave`.
@@ -65,6 +73,12 @@ pub struct BuildArgs {
     /// Image version recorded in the metadata.
     #[arg(long, default_value = "1.0")]
     pub version: String,
+    /// X.509 certificate (PEM) to sign the image with; sets PCR8 (needs --private-key).
+    #[arg(long, requires = "private_key")]
+    pub signing_certificate: Option<PathBuf>,
+    /// P-384 private key (PEM) matching --signing-certificate.
+    #[arg(long, requires = "signing_certificate")]
+    pub private_key: Option<PathBuf>,
 }
 
 /// `describe-eif`.
@@ -155,4 +169,78 @@ pub struct VmmArgs {
     /// File descriptor to report readiness on.
     #[arg(long)]
     pub status_fd: i32,
+}
+
+/// `ca`.
+#[derive(Args, Debug)]
+pub struct CaArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CaAction,
+}
+
+/// `ca init`.
+#[derive(Subcommand, Debug)]
+pub enum CaAction {
+    /// Create a P-384 root CA and a host intermediate (root.key may be removed afterwards).
+    Init {
+        /// Directory for the CA (default: ENCLAVE_CA_DIR, else /var/lib/enclave/ca).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `verify-attestation`.
+#[derive(Args, Debug)]
+pub struct VerifyAttestationArgs {
+    /// The attestation document (COSE_Sign1 bytes).
+    #[arg(long)]
+    pub document: PathBuf,
+    /// The trusted root certificate (PEM or DER), e.g. /var/lib/enclave/ca/root.pem.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Expected PCR value, as N=HEX (repeat).
+    #[arg(long = "pcr", value_name = "N=HEX")]
+    pub pcrs: Vec<String>,
+    /// Expected nonce, hex.
+    #[arg(long)]
+    pub nonce: Option<String>,
+    /// Maximum document age in seconds (0: no limit).
+    #[arg(long, default_value_t = 300)]
+    pub max_age: u64,
+    /// Accept documents from debug-mode enclaves (all-zero PCRs).
+    #[arg(long)]
+    pub allow_debug: bool,
+}
+
+/// `pcr`.
+#[derive(Args, Debug)]
+pub struct PcrArgs {
+    /// File whose bytes to measure.
+    #[arg(
+        long,
+        conflicts_with = "signing_certificate",
+        required_unless_present = "signing_certificate"
+    )]
+    pub input: Option<PathBuf>,
+    /// Signing certificate (PEM or DER) whose PCR8 to print.
+    #[arg(long)]
+    pub signing_certificate: Option<PathBuf>,
+}
+
+/// `sign-eif`.
+#[derive(Args, Debug)]
+pub struct SignEifArgs {
+    /// The EIF to sign.
+    #[arg(long)]
+    pub eif_path: PathBuf,
+    /// X.509 signing certificate (PEM or DER).
+    #[arg(long)]
+    pub signing_certificate: PathBuf,
+    /// P-384 private key (PEM).
+    #[arg(long)]
+    pub private_key: PathBuf,
+    /// Where to write the signed EIF (default: sign in place).
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
 }

@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             console: Some(Arc::new(Stdout)),
             hostname: "enclave".into(),
             bare: std::env::var_os("BARE").is_some(),
+            vsock: None,
         },
     )?;
     let prep = t.elapsed();

@@ -15,6 +15,7 @@ use crate::control::client::CONTROL_SOCKET;
 use crate::control::console::ConsoleHub;
 use crate::control::protocol::{EnclaveInfo, LaunchRequest, LaunchStatus};
 use crate::control::server::{self, Event, Shared};
+use crate::kernel::vsock::VsockHub;
 use crate::memory::Backing;
 use crate::pool::{self, Claim, ClaimRequest, MemoryBacking, PoolPaths};
 use crate::threads::Stopper;
@@ -25,6 +26,8 @@ use crate::vmm::{self, LaunchConfig};
 pub const STATE_FILE: &str = "state.json";
 /// Lowest CID handed out automatically (as nitro-cli).
 pub const FIRST_CID: u64 = 16;
+/// How long a launch waits for the program's first system call.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a launch held for `--attach-console` waits for the console client.
 const CONSOLE_HOLD: Duration = Duration::from_secs(10);
 
@@ -63,6 +66,9 @@ pub enum DaemonError {
     /// The CID is reserved.
     #[error("CID {0} is reserved (0-3 are the hypervisor, local and host CIDs); use 4 or more")]
     CidReserved(u64),
+    /// The program never made a system call.
+    #[error("the enclave program did not start within {0:?}: check that /init is a static x86_64 program (`enclave describe-eif`) and that the host is not overloaded; run with --debug-mode --attach-console to see its output")]
+    NoStart(Duration),
     /// vCPU thread.
     #[error("cannot start the vCPU thread")]
     Thread(#[source] std::io::Error),
@@ -212,6 +218,10 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     let cid = pick_cid(&paths.run_root, &req.enclave_id, req.cid)?;
 
     let hub = Arc::new(ConsoleHub::default());
+    let vsock = Arc::new(VsockHub::new(
+        u32::try_from(cid).map_err(|_| DaemonError::CidReserved(cid))?,
+        vec![run_dir.clone(), paths.run_root.clone()],
+    ));
     let config = LaunchConfig {
         memory_mib: req.memory_mib,
         cpu_count: u32::try_from(cpu_ids.len()).unwrap_or(1),
@@ -220,6 +230,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         console: Some(hub.clone()),
         hostname: req.name.clone(),
         bare: false,
+        vsock: Some(vsock.clone()),
     };
     let mut enclave = vmm::prepare(&eif, &config)?;
     drop(eif);
@@ -252,8 +263,14 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         }
     })?;
 
+    crate::vsock_host::serve(&run_dir, vsock).map_err(|source| DaemonError::RunDir {
+        path: run_dir.clone(),
+        source,
+    })?;
+
     // The vCPU thread: pinned to the claim's CPUs, it starts the program once released.
     let stopper = enclave.stopper();
+    let kernel = enclave.kernel_handle();
     let (go_tx, go_rx) = mpsc::channel::<bool>();
     let (out_tx, out_rx) = mpsc::channel::<Outcome>();
     let ended_tx = tx.clone();
@@ -278,12 +295,17 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         claim.attach_thread(tid)?;
     }
 
-    report(status, &LaunchStatus::Ready(Box::new(info)));
     let started = Instant::now();
     let mut released = !req.hold_for_console;
     if released {
         let _ = go_tx.send(true);
+        // RUNNING means the program is up: wait for its first system call (or its end).
+        if !wait_for_program(&kernel, STARTUP_TIMEOUT) {
+            let _ = stop_enclave(&stopper, &go_tx, &out_rx);
+            return Err(DaemonError::NoStart(STARTUP_TIMEOUT));
+        }
     }
+    report(status, &LaunchStatus::Ready(Box::new(info)));
     let outcome = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Event::Ended(o)) => break o,
@@ -317,6 +339,18 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     shared.drain_waiters(Duration::from_millis(500));
     drop(res);
     Ok(())
+}
+
+/// Waits until the program has made its first system call or has already ended.
+fn wait_for_program(kernel: &crate::kernel::Kernel, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if kernel.calls.load(Ordering::Acquire) > 0 || kernel.stopping() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    false
 }
 
 /// Stops the program (or a launch still held for the console) and waits for its outcome.

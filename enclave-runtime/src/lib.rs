@@ -15,3 +15,4 @@ pub mod stack;
 pub mod threads;
 pub mod vcpu;
 pub mod vmm;
+pub mod vsock_host;

@@ -77,6 +77,8 @@ pub struct LaunchConfig {
     pub hostname: String,
     /// Benchmark mode (see [`KernelConfig::bare`]).
     pub bare: bool,
+    /// The enclave's vsock endpoint (CID and parent socket directory).
+    pub vsock: Option<Arc<crate::kernel::vsock::VsockHub>>,
 }
 
 /// Timings of the launch, for benchmarks and logs.
@@ -189,6 +191,7 @@ fn build(
         },
         hostname: config.hostname.clone(),
         bare: config.bare,
+        vsock: config.vsock.clone(),
     };
     let kernel = Arc::new(Kernel::new(kconfig, size, mm, Arc::new(tree)));
     let threads = Threads::new(kvm, vm, &kernel, ram.clone(), read_only);
@@ -229,6 +232,11 @@ impl Enclave {
     /// The enclave kernel (statistics).
     pub fn kernel(&self) -> &Kernel {
         &self.kernel
+    }
+
+    /// A shared handle to the enclave kernel (to watch it from another thread).
+    pub fn kernel_handle(&self) -> Arc<Kernel> {
+        self.kernel.clone()
     }
 
     /// How the first vCPU moves registers (synced or ioctl), before it runs.

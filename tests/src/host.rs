@@ -68,10 +68,17 @@ pub fn kill9(pid: u32) {
     assert!(pid > 0, "refusing to kill pid {pid}");
     // SAFETY: kill has no memory-safety preconditions; `pid` names one process (> 0).
     let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
-    assert_eq!(
-        rc,
-        0,
-        "kill -9 {pid}: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// Waits up to `timeout` for `pid` to end; whether it did.
+pub fn wait_for_exit(pid: u32, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while process_alive(pid) {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
 }

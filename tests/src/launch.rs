@@ -14,7 +14,10 @@ pub const MEMORY_MIB: u64 = 64;
 /// Whether `id` looks like an enclave id: `enc-` and 16 lowercase hex digits.
 pub fn is_enclave_id(id: &str) -> bool {
     id.strip_prefix("enc-").is_some_and(|hex| {
-        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 

@@ -63,9 +63,15 @@ impl CliOutput {
     #[track_caller]
     pub fn fails_with(&self, code: i32, needles: &[&str]) -> &Self {
         assert_eq!(self.code(), Some(code), "{self}");
-        assert!(!self.stderr.contains("panicked"), "the CLI panicked: {self}");
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the CLI panicked: {self}"
+        );
         for needle in needles {
-            assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {self}");
+            assert!(
+                self.stderr.contains(needle),
+                "stderr lacks {needle:?}: {self}"
+            );
         }
         self
     }

@@ -68,13 +68,21 @@ pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
         metadata,
     };
     let built = build_eif(&inputs).context("Cannot build the enclave image")?;
+    let (bytes, measurements) = match (&a.signing_certificate, &a.private_key) {
+        (Some(cert), Some(key)) => {
+            progress.say("signing the image");
+            let (cert, key) = super::sign_eif::load_signer(cert, key)?;
+            super::sign_eif::sign_image(&built.bytes, &cert, &key)?
+        }
+        _ => (built.bytes, built.measurements),
+    };
 
     progress.say("writing the image");
-    write_atomically(&a.output_file, &built.bytes)?;
+    write_atomically(&a.output_file, &bytes)?;
     progress.finish();
 
     crate::output::print_json(&serde_json::json!({
-        "Measurements": built.measurements.to_json(),
+        "Measurements": measurements.to_json(),
     }))?;
     Ok(0)
 }
@@ -143,7 +151,7 @@ fn build_time() -> anyhow::Result<String> {
 }
 
 /// Writes `bytes` to a temporary file next to `path`, then renames it into place.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let file_name = path.file_name().with_context(|| {
         format!(
             "--output-file {} names no file: give a file path such as app.eif",

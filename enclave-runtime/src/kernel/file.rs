@@ -101,6 +101,20 @@ pub trait FileOps: Send + Sync {
     }
     /// Changes the settable status flags (`F_SETFL`, `FIONBIO`: `O_NONBLOCK`, `O_APPEND`).
     fn set_status_flags(&self, _flags: i32) {}
+    /// Continues a read that already moved data: must not block (a stream returns what is
+    /// there). Files that never block need not override it.
+    fn read_more(&self, buf: &mut [u8]) -> SysResult {
+        self.read(buf)
+    }
+    /// The host descriptor whose readiness is this file's (sockets, pipes, eventfds), for
+    /// `poll` and `epoll`. Files without one are always ready.
+    fn host_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// The socket behind this file, if it is one.
+    fn as_socket(&self) -> Option<&dyn super::socket::Socket> {
+        None
+    }
 }
 
 /// One descriptor slot: the description and its close-on-exec flag.

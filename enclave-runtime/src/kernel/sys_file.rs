@@ -8,6 +8,7 @@
 
 mod sys_file_ctl;
 mod sys_file_rw;
+pub(crate) use sys_file_rw::read_iovecs;
 mod sys_file_stat;
 #[cfg(test)]
 mod sys_file_tests;

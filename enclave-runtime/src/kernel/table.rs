@@ -26,8 +26,10 @@ pub struct Table {
 }
 
 /// Every family's table.
-fn families() -> [&'static [Syscall]; 6] {
+fn families() -> [&'static [Syscall]; 8] {
     [
+        super::sys_socket::TABLE,
+        super::sys_event::TABLE,
         super::sys_thread::TABLE,
         super::sys_file::TABLE,
         super::sys_mm::TABLE,

@@ -1,6 +1,6 @@
 //! Descriptor control: ioctl, fcntl, poll and ppoll.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{fd_arg, int_arg, FD_LIMIT};
 use crate::kernel::file::Descriptor;
@@ -10,8 +10,10 @@ use crate::kernel::{Args, Ctx, Errno, Kernel, SysResult};
 const POLL_MAX_FDS: u64 = 1024;
 /// Bytes of one `struct pollfd`.
 const POLLFD_SIZE: u64 = 8;
-/// Longest real sleep of a poll that finds nothing ready (until blocking sockets exist).
-const POLL_IDLE_SLEEP_MS: u64 = 10;
+/// Longest host wait before the stop flag is checked again.
+const SLICE_MS: u64 = 50;
+/// [`SLICE_MS`] as the `int` poll takes.
+const SLICE_MS_I32: i32 = 50;
 /// `FIOCLEX`.
 const FIOCLEX: u64 = 0x5451;
 /// `FIONCLEX`.
@@ -108,27 +110,84 @@ fn poll_once(k: &Kernel, ctx: &Ctx<'_, '_>, addr: u64, nfds: u64) -> SysResult {
     Ok(ready)
 }
 
-/// Waits for nothing in particular: a short real sleep bounded by the timeout (`None` is
-/// infinite). Real blocking arrives with sockets.
-fn idle(timeout_ms: Option<u64>) {
-    let ms = timeout_ms.map_or(POLL_IDLE_SLEEP_MS, |t| t.min(POLL_IDLE_SLEEP_MS));
-    if ms > 0 {
-        std::thread::sleep(Duration::from_millis(ms));
+/// Host descriptors (with the events asked) of the polled files that have one.
+fn host_set(
+    k: &Kernel,
+    ctx: &Ctx<'_, '_>,
+    addr: u64,
+    nfds: u64,
+) -> Result<Vec<libc::pollfd>, Errno> {
+    let len = usize::try_from(nfds * POLLFD_SIZE).map_err(|_| Errno::EINVAL)?;
+    let raw = ctx.mem.copy_in_vec(addr, len)?;
+    let fds = k.fds();
+    Ok(raw
+        .chunks_exact(8)
+        .filter_map(|p| {
+            let fd = i32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+            let events = i16::from_le_bytes([p[4], p[5]]);
+            let file = fds.get(u64::try_from(fd).ok()?).ok()?;
+            Some(libc::pollfd {
+                fd: file.file.host_fd()?,
+                events,
+                revents: 0,
+            })
+        })
+        .collect())
+}
+
+/// poll/ppoll: checks readiness, then waits (in slices, interruptible) on the host descriptors
+/// behind the polled files until one is ready or `timeout_ms` (None = forever) passes.
+fn poll_wait(
+    k: &Kernel,
+    ctx: &Ctx<'_, '_>,
+    addr: u64,
+    nfds: u64,
+    timeout_ms: Option<u64>,
+) -> SysResult {
+    let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+    loop {
+        let ready = poll_once(k, ctx, addr, nfds)?;
+        if ready > 0 {
+            return Ok(ready);
+        }
+        let left = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(0);
+                }
+                left
+            }
+            None => Duration::from_millis(SLICE_MS),
+        };
+        if k.stopping() {
+            return Err(Errno::EINTR);
+        }
+        let slice = i32::try_from(left.as_millis())
+            .unwrap_or(SLICE_MS_I32)
+            .clamp(1, SLICE_MS_I32);
+        let mut set = host_set(k, ctx, addr, nfds)?;
+        if set.is_empty() {
+            // Nothing that can become ready: just let the timeout pass.
+            if !k.sleep(Duration::from_millis(u64::from(slice.cast_unsigned()))) {
+                return Err(Errno::EINTR);
+            }
+            continue;
+        }
+        let n = libc::nfds_t::try_from(set.len()).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: `set` is a valid array of `n` pollfds for the duration of the call.
+        unsafe { libc::poll(set.as_mut_ptr(), n, slice) };
     }
 }
 
 pub(crate) fn sys_poll(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let ready = poll_once(k, ctx, a[0], a[1])?;
-    if ready == 0 {
-        let timeout = int_arg(a[2]);
-        let ms = if timeout < 0 {
-            None
-        } else {
-            Some(u64::from(timeout.cast_unsigned()))
-        };
-        idle(ms);
-    }
-    Ok(ready)
+    let timeout = int_arg(a[2]);
+    let ms = if timeout < 0 {
+        None
+    } else {
+        Some(u64::from(timeout.cast_unsigned()))
+    };
+    poll_wait(k, ctx, a[0], a[1], ms)
 }
 
 pub(crate) fn sys_ppoll(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
@@ -153,9 +212,5 @@ pub(crate) fn sys_ppoll(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResul
     if a[3] != 0 && a[4] != 8 {
         return Err(Errno::EINVAL);
     }
-    let ready = poll_once(k, ctx, a[0], a[1])?;
-    if ready == 0 {
-        idle(timeout_ms);
-    }
-    Ok(ready)
+    poll_wait(k, ctx, a[0], a[1], timeout_ms)
 }

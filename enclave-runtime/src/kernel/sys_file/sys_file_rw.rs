@@ -59,6 +59,7 @@ fn read_segs(
             let n_us = usize::try_from(n).map_err(|_| Errno::EINVAL)?;
             buf.resize(n_us, 0);
             let got = match pos {
+                None if total > 0 => file.read_more(&mut buf),
                 None => file.read(&mut buf),
                 Some(p) => match p.checked_add(total) {
                     Some(at) => file.pread(&mut buf, at),

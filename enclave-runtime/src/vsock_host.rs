@@ -1,0 +1,125 @@
+//! The parent side of the enclave's vsock: serves `<run dir>/vsock.sock` with Firecracker's
+//! hybrid-vsock handshake. A parent process connects, sends `CONNECT <port>\n` and, if the
+//! program listens on that port, reads `OK <port>\n` and then owns a byte stream to the
+//! program's accepted socket. Unknown ports, malformed or slow handshakes and full backlogs
+//! get the connection closed. The host never opens `AF_VSOCK`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kernel::vsock::VsockHub;
+
+/// Name of the hybrid vsock socket in a run directory.
+pub const VSOCK_SOCKET: &str = "vsock.sock";
+/// Longest handshake line accepted.
+const MAX_LINE: usize = 64;
+/// Time a parent has to send its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes served at once.
+const MAX_HANDSHAKES: usize = 64;
+
+/// Parses `CONNECT <port>\n`.
+pub fn parse_connect(line: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(line).ok()?;
+    let rest = text.strip_prefix("CONNECT ")?.strip_suffix('\n')?;
+    if rest.is_empty() || rest.len() > 10 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.parse().ok()
+}
+
+fn read_line(s: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut line = Vec::with_capacity(MAX_LINE);
+    let mut b = [0u8; 1];
+    while line.len() < MAX_LINE {
+        match s.read(&mut b) {
+            Ok(1) => {
+                line.push(b[0]);
+                if b[0] == b'\n' {
+                    return Some(line);
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn handshake(mut s: UnixStream, hub: &VsockHub, next_port: &AtomicU32) {
+    let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let Some(port) = read_line(&mut s).as_deref().and_then(parse_connect) else {
+        return;
+    };
+    let Some(queue) = hub.listener(port) else {
+        return;
+    };
+    let _ = s.set_read_timeout(None);
+    if s.write_all(format!("OK {port}\n").as_bytes()).is_err() {
+        return;
+    }
+    let peer_port = next_port.fetch_add(1, Ordering::Relaxed);
+    if !queue.push(s, peer_port) {
+        tracing::debug!(
+            port,
+            "vsock connection refused: backlog full or listener closed"
+        );
+    }
+}
+
+/// Serves the hybrid vsock socket at `dir/vsock.sock` for `hub` on a background thread.
+pub fn serve(dir: &Path, hub: Arc<VsockHub>) -> std::io::Result<()> {
+    let path = dir.join(VSOCK_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let active = Arc::new(AtomicUsize::new(0));
+    let next_port = Arc::new(AtomicU32::new(1024));
+    std::thread::Builder::new()
+        .name("vsock-host".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    continue;
+                }
+                let (hub, active2, next) = (hub.clone(), active.clone(), next_port.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("vsock-handshake".into())
+                    .spawn(move || {
+                        handshake(conn, &hub, &next);
+                        active2.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_lines() {
+        assert_eq!(parse_connect(b"CONNECT 5000\n"), Some(5000));
+        assert_eq!(parse_connect(b"CONNECT 4294967295\n"), Some(u32::MAX));
+        for bad in [
+            &b"CONNECT 4294967296\n"[..],
+            b"CONNECT\n",
+            b"CONNECT -1\n",
+            b"connect 1\n",
+            b"CONNECT 1",
+            b"CONNECT 1 2\n",
+            b"CONNECT +1\n",
+        ] {
+            assert_eq!(parse_connect(bad), None, "{bad:?}");
+        }
+    }
+}
