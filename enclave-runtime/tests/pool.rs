@@ -2,7 +2,8 @@
 //! hugepages. Every test uses its own run root and cgroup name and cleans up through a drop
 //! guard, also when it fails. Tests that touch host-global state (the pool CPUs' exclusive
 //! cpuset, `nr_hugepages`) serialize through a static mutex plus a lock file shared with other
-//! test binaries. Tests that need root or a cpuset controller say "SKIPPED: <why>".
+//! test binaries. Tests that need root or a cpuset controller are ignored (with the reason) where
+//! build.rs finds the host lacking them.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -123,23 +124,20 @@ fn host_unsupported() -> Option<String> {
     }
 }
 
-/// Applies the pool, or returns the reason to skip (another cpuset holds the CPUs).
-fn apply_or_skip(test: &str, pool: &TestPool) -> Option<pool::PoolState> {
+/// Applies the pool; any failure fails the test (the host lock keeps other pools away).
+fn apply_pool(test: &str, pool: &TestPool) -> pool::PoolState {
     match pool::apply(&pool.paths) {
-        Ok(state) => Some(state),
-        Err(e @ PoolError::ExclusiveConflict { .. }) => {
-            eprintln!("SKIPPED: {test}: {}", chain(&e));
-            None
-        }
-        Err(e) => panic!("apply failed: {}", chain(&e)),
+        Ok(state) => state,
+        Err(e) => panic!("{test}: apply failed: {}", chain(&e)),
     }
 }
 
 macro_rules! host_test_prelude {
     ($name:literal) => {{
+        // The cfg gate (build.rs) ignores these tests where the host cannot run them; a host
+        // that passed the gate but cannot run them is a failure, not a skip.
         if let Some(why) = host_unsupported() {
-            eprintln!("SKIPPED: {}: {why}", $name);
-            return;
+            panic!("{}: {why}", $name);
         }
         HostLock::acquire()
     }};
@@ -274,12 +272,11 @@ fn pool_enclave_ids() {
 }
 
 #[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn pool_apply_show_release_round_trip() {
     let _host = host_test_prelude!("pool_apply_show_release_round_trip");
     let pool = TestPool::new(ONE_CPU_NEVER);
-    let Some(state) = apply_or_skip("pool_apply_show_release_round_trip", &pool) else {
-        return;
-    };
+    let state = apply_pool("pool_apply_show_release_round_trip", &pool);
     let online = pool::online_cpus().expect("online");
     let highest = online.iter().next_back().expect("a CPU");
     assert_eq!(state.cpus, [highest].into_iter().collect::<CpuList>());
@@ -321,24 +318,23 @@ fn hugepage_count(name: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(enclave_hugepages),
+    ignore = "needs root, a cpuset cgroup and 2 MiB hugepages"
+)]
 fn pool_hugepages_require() {
     let _host = host_test_prelude!("pool_hugepages_require");
-    if !Path::new(HUGEPAGES_2M_DIR).is_dir() {
-        eprintln!("SKIPPED: pool_hugepages_require: no {HUGEPAGES_2M_DIR}");
-        return;
-    }
     let pool = TestPool::new("memory_mib = 4\ncpu_count = 1\nhugepages = \"require\"\n");
     let before = hugepage_count("nr_hugepages");
     let state = match pool::apply(&pool.paths) {
         Ok(state) => state,
-        Err(e @ (PoolError::HugepagesShort { .. } | PoolError::ExclusiveConflict { .. })) => {
-            eprintln!("SKIPPED: pool_hugepages_require: {}", chain(&e));
+        Err(e @ PoolError::HugepagesShort { .. }) => {
             assert_eq!(
                 hugepage_count("nr_hugepages"),
                 before,
                 "a short reservation must be undone"
             );
-            return;
+            panic!("the kernel could not give 2 hugepages here: {}", chain(&e));
         }
         Err(e) => panic!("apply: {}", chain(&e)),
     };
@@ -366,12 +362,11 @@ fn pool_hugepages_require() {
 }
 
 #[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn pool_claim_cpu_exhaustion_and_sharing() {
     let _host = host_test_prelude!("pool_claim_cpu_exhaustion_and_sharing");
     let pool = TestPool::new(ONE_CPU_NEVER);
-    let Some(state) = apply_or_skip("pool_claim_cpu_exhaustion_and_sharing", &pool) else {
-        return;
-    };
+    let state = apply_pool("pool_claim_cpu_exhaustion_and_sharing", &pool);
     let cpu = state.cpus.iter().next().expect("one pool CPU");
     let me = std::process::id();
 
@@ -497,14 +492,13 @@ fn pool_claim_cpu_exhaustion_and_sharing() {
 }
 
 #[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn pool_claim_memory_exhaustion() {
     let _host = host_test_prelude!("pool_claim_memory_exhaustion");
     let pool = TestPool::new(
         "memory_mib = 8\ncpu_count = 1\nhugepages = \"never\"\nsharing = \"shared\"\n",
     );
-    if apply_or_skip("pool_claim_memory_exhaustion", &pool).is_none() {
-        return;
-    }
+    apply_pool("pool_claim_memory_exhaustion", &pool);
     let me = std::process::id();
     let a_id = new_enclave_id();
     let a = claim(&pool.paths, &request(&a_id, me, CpuRequest::Count(1), 6)).expect("6 of 8 MiB");
@@ -546,14 +540,13 @@ fn pool_claim_memory_exhaustion() {
 }
 
 #[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn pool_reclaim_dead_vmm() {
     let _host = host_test_prelude!("pool_reclaim_dead_vmm");
     let pool = TestPool::new(
         "memory_mib = 8\ncpu_count = 1\nhugepages = \"never\"\nsharing = \"shared\"\n",
     );
-    let Some(state) = apply_or_skip("pool_reclaim_dead_vmm", &pool) else {
-        return;
-    };
+    let state = apply_pool("pool_reclaim_dead_vmm", &pool);
 
     // A "VMM" that will die while holding its claim.
     let mut child = Command::new("sleep")

@@ -258,6 +258,11 @@ impl CpusetMount {
     pub fn attach(&self, dir: &Path, tid: i32) -> Result<()> {
         write_file(&dir.join(self.threads_file()), &tid.to_string())
     }
+
+    /// Moves every thread of process `pid` into `dir` (`cgroup.procs`).
+    pub fn attach_process(&self, dir: &Path, pid: u32) -> Result<()> {
+        write_file(&dir.join("cgroup.procs"), &pid.to_string())
+    }
 }
 
 /// Describes sibling cpusets of `dir` whose CPUs overlap `cpus`.

@@ -123,6 +123,12 @@ impl Claim {
     /// `sched_setaffinity` (in shared mode too).
     pub fn attach_thread(&self, tid: i32) -> Result<()> {
         self.mount.attach(&self.record.cgroup, tid)?;
+        self.pin(tid)
+    }
+
+    /// Pins thread `tid` (0: the calling thread) to the claim's CPUs with `sched_setaffinity`;
+    /// threads it creates afterwards inherit the pinning. Fast, unlike a cgroup move.
+    pub fn pin(&self, tid: i32) -> Result<()> {
         let affinity_err = |source| PoolError::Affinity {
             tid,
             cpus: self.record.cpus.clone(),
@@ -152,12 +158,40 @@ impl Claim {
         Ok(())
     }
 
+    /// Moves every thread of process `pid` into the enclave's cpuset (slow on cgroup v1: a
+    /// few milliseconds of RCU synchronisation, so callers may do it off the launch path).
+    pub fn attach_process(&self, pid: u32) -> Result<()> {
+        self.mount.attach_process(&self.record.cgroup, pid)
+    }
+
+    /// A detached copy that can move processes into this claim's cpuset from another thread.
+    pub fn cgroup_mover(&self) -> CgroupMover {
+        CgroupMover {
+            mount: self.mount.clone(),
+            dir: self.record.cgroup.clone(),
+        }
+    }
+
     /// Gives the share back: remaining threads move to the pool cpuset, the child cpuset and
     /// the claim file are removed.
     pub fn release(self) -> Result<()> {
         let _lock = PoolLock::acquire(&self.paths)?;
         self.mount.remove_tree(&self.record.cgroup)?;
         remove_file(&self.paths.claim_file(&self.record.enclave_id))
+    }
+}
+
+/// Moves a process into a claim's cpuset (see [`Claim::cgroup_mover`]).
+#[derive(Debug, Clone)]
+pub struct CgroupMover {
+    mount: CpusetMount,
+    dir: PathBuf,
+}
+
+impl CgroupMover {
+    /// Moves every thread of `pid` into the claim's cpuset.
+    pub fn attach_process(&self, pid: u32) -> Result<()> {
+        self.mount.attach_process(&self.dir, pid)
     }
 }
 
