@@ -336,33 +336,56 @@ const ALLOWED_RECV: i32 = libc::MSG_DONTWAIT
     | libc::MSG_TRUNC
     | libc::MSG_CMSG_CLOEXEC;
 
-fn sys_sendto(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let f = socket_of(k, a[0])?;
-    let flags = int(a[3]);
-    if flags & !ALLOWED_SEND != 0 {
+/// The flags of a send/recv call checked against `allowed`, with `MSG_DONTWAIT` added for a
+/// non-blocking socket.
+fn call_flags(f: &Arc<dyn FileOps>, raw: u64, allowed: i32) -> Result<i32, Errno> {
+    let flags = int(raw);
+    if flags & !allowed != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
-    let flags = flags
-        | if f.status_flags() & libc::O_NONBLOCK != 0 {
-            libc::MSG_DONTWAIT
+    let nonblock = f.status_flags() & libc::O_NONBLOCK != 0;
+    Ok(flags | if nonblock { libc::MSG_DONTWAIT } else { 0 })
+}
+
+/// Moves data for each guest segment with `op`; after the first bytes the rest must not block
+/// (stream semantics: a short transfer ends the call).
+fn over_segments(
+    segs: &[(u64, u64)],
+    flags: i32,
+    mut op: impl FnMut(u64, u64, i32) -> SysResult,
+) -> SysResult {
+    let mut total = 0u64;
+    for &(base, len) in segs {
+        if len == 0 {
+            continue;
+        }
+        let flags = if total > 0 {
+            flags | libc::MSG_DONTWAIT
         } else {
-            0
+            flags
         };
+        match op(base, len, flags) {
+            Ok(n) => {
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) => return if total > 0 { Ok(total) } else { Err(e) },
+        }
+    }
+    Ok(total)
+}
+
+fn sys_sendto(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
+    let f = socket_of(k, a[0])?;
+    let flags = call_flags(&f, a[3], ALLOWED_SEND)?;
     send_buf(sock(&f)?, c, a[1], a[2], flags)
 }
 
 fn sys_recvfrom(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let f = socket_of(k, a[0])?;
-    let flags = int(a[3]);
-    if flags & !ALLOWED_RECV != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    let flags = flags
-        | if f.status_flags() & libc::O_NONBLOCK != 0 {
-            libc::MSG_DONTWAIT
-        } else {
-            0
-        };
+    let flags = call_flags(&f, a[3], ALLOWED_RECV)?;
     let s = sock(&f)?;
     let got = recv_buf(s, c, a[1], a[2], flags)?;
     if a[4] != 0 {
@@ -395,78 +418,22 @@ fn read_msghdr(c: &Ctx<'_, '_>, at: u64) -> Result<MsgHdr, Errno> {
     Ok(hdr)
 }
 
-fn iovecs(c: &Ctx<'_, '_>, iov: u64, n: u64) -> Result<Vec<(u64, u64)>, Errno> {
-    super::sys_file::read_iovecs(c.mem, iov, n)
-}
-
 fn sys_sendmsg(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let f = socket_of(k, a[0])?;
     let hdr = read_msghdr(c, a[1])?;
-    let flags = int(a[2]);
-    if flags & !ALLOWED_SEND != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    let flags = flags
-        | if f.status_flags() & libc::O_NONBLOCK != 0 {
-            libc::MSG_DONTWAIT
-        } else {
-            0
-        };
+    let flags = call_flags(&f, a[2], ALLOWED_SEND)?;
     let s = sock(&f)?;
-    let mut total = 0u64;
-    for (base, len) in iovecs(c, hdr.iov, hdr.iovlen)? {
-        let more = if total > 0 {
-            flags | libc::MSG_DONTWAIT
-        } else {
-            flags
-        };
-        match send_buf(s, c, base, len, more) {
-            Ok(n) => {
-                total += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) => return if total > 0 { Ok(total) } else { Err(e) },
-        }
-    }
-    Ok(total)
+    let segs = super::sys_file::read_iovecs(c.mem, hdr.iov, hdr.iovlen)?;
+    over_segments(&segs, flags, |base, len, fl| send_buf(s, c, base, len, fl))
 }
 
 fn sys_recvmsg(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let f = socket_of(k, a[0])?;
     let hdr = read_msghdr(c, a[1])?;
-    let flags = int(a[2]);
-    if flags & !ALLOWED_RECV != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    let flags = flags
-        | if f.status_flags() & libc::O_NONBLOCK != 0 {
-            libc::MSG_DONTWAIT
-        } else {
-            0
-        };
+    let flags = call_flags(&f, a[2], ALLOWED_RECV)?;
     let s = sock(&f)?;
-    let mut total = 0u64;
-    for (base, len) in iovecs(c, hdr.iov, hdr.iovlen)? {
-        if len == 0 {
-            continue;
-        }
-        let more = if total > 0 {
-            flags | libc::MSG_DONTWAIT
-        } else {
-            flags
-        };
-        match recv_buf(s, c, base, len, more) {
-            Ok(n) => {
-                total += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) => return if total > 0 { Ok(total) } else { Err(e) },
-        }
-    }
+    let segs = super::sys_file::read_iovecs(c.mem, hdr.iov, hdr.iovlen)?;
+    let total = over_segments(&segs, flags, |base, len, fl| recv_buf(s, c, base, len, fl))?;
     // No ancillary data, no truncation flags: msg_controllen = 0, msg_flags = 0.
     c.mem.write_u64(a[1] + 40, 0)?;
     c.mem.write_u32(a[1] + 48, 0)?;
