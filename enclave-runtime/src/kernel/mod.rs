@@ -357,7 +357,7 @@ mod tests {
             console: Some(console),
             hostname: "t".into(),
             bare: false,
-            vsock: None,
+            vsock: Some(Arc::new(vsock::VsockHub::new(16, vec![]))),
         };
         let mm = mm::AddressSpace::new(0x40_0000, 0x80_0000).unwrap();
         Kernel::new(
@@ -420,9 +420,11 @@ mod tests {
     /// host memory growth beyond a bound, and every result either a value or a Linux errno.
     #[test]
     fn hostile_arguments_never_panic_or_grow_the_host() {
-        const WILD: [u64; 16] = [
+        const WILD: [u64; 18] = [
             0,
             1,
+            40, // AF_VSOCK, so sockets get created and then abused
+            3,  // a likely descriptor number
             0x1000,
             0x1f_ffff,
             0x20_0000,
@@ -463,6 +465,7 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
+        let mut created = 0u32;
         for round in 0..3000 {
             for s in &entries {
                 let mut args = [0u64; 6];
@@ -471,7 +474,7 @@ mod tests {
                     *a = if r % 3 == 0 {
                         r
                     } else {
-                        WILD[usize::try_from(r % 16).unwrap()]
+                        WILD[usize::try_from(r % 18).unwrap()]
                     };
                 }
                 let mut ctx = Ctx {
@@ -487,14 +490,39 @@ mod tests {
                     "{} returned {ret:#x}, neither a value nor an errno",
                     s.name
                 );
+                let made = ["socket", "eventfd2", "pipe2", "epoll_create1"].contains(&s.name);
+                if signed >= 0 && made {
+                    created += 1;
+                }
             }
             if round % 500 == 0 {
-                // Close whatever the calls opened so descriptors do not run out for the rest.
+                // Close whatever the calls opened so descriptors do not run out for the rest,
+                // then put a fresh vsock socket at 3 and a listening one at 4 for the abuse.
                 for fd in 3..file::MAX_FDS as u64 {
                     let _ = k.fds().remove(fd);
                 }
+                let mut ctx = Ctx {
+                    mem: &mem,
+                    cpu: &mut cpu,
+                    thread: &mut thread,
+                    exit: None,
+                };
+                assert_eq!(k.dispatch(&mut ctx, 41, &[40, 1, 0, 0, 0, 0]), 3);
+                assert_eq!(k.dispatch(&mut ctx, 41, &[40, 1, 0, 0, 0, 0]), 4);
+                let addr = socket::VsockAddr {
+                    cid: u32::MAX,
+                    port: 7000 + round,
+                };
+                ram.write(0x30_0000, &addr.to_bytes()).unwrap();
+                mem.check(0x30_0000, 16).unwrap();
+                assert_eq!(k.dispatch(&mut ctx, 49, &[4, 0x30_0000, 16, 0, 0, 0]), 0);
+                assert_eq!(k.dispatch(&mut ctx, 50, &[4, 8, 0, 0, 0, 0]), 0);
             }
         }
+        assert!(
+            created > 0,
+            "the sweep never created a socket, pipe, eventfd or epoll"
+        );
         let grown = rss_kib().saturating_sub(before);
         assert!(grown < 64 * 1024, "host memory grew by {grown} KiB");
     }
