@@ -3,7 +3,8 @@
 //! `CARGO_BIN_EXE_enclave` exists only in the CLI crate's own tests, so the binary is looked
 //! up next to the test binary (`<target>/debug/enclave`) and built with
 //! `cargo build -p enclave-cli` when it is missing. `ENCLAVE_BIN` overrides the lookup;
-//! `ENCLAVE_TEST_REBUILD=1` builds even when a binary exists (it may be stale).
+//! The binary is rebuilt once per test process (cargo makes that a no-op when it is current);
+//! `ENCLAVE_TEST_REBUILD=0` uses whatever binary exists.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -39,8 +40,9 @@ fn locate_or_build() -> PathBuf {
     }
     let profile = paths::profile_dir();
     let bin = profile.join("enclave");
-    let rebuild =
-        std::env::var_os("ENCLAVE_TEST_REBUILD").is_some_and(|v| !v.is_empty() && v != "0");
+    // Rebuild by default (a no-op when up to date): `cargo test -p tests` does not build the
+    // CLI itself, and a stale binary would test old code. ENCLAVE_TEST_REBUILD=0 skips it.
+    let rebuild = std::env::var_os("ENCLAVE_TEST_REBUILD").is_none_or(|v| v != "0");
     if bin.is_file() && !rebuild {
         return bin;
     }

@@ -4,14 +4,10 @@
 
 use std::time::Duration;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use serde_json::Value;
-use tests::expect;
 use tests::host;
 use tests::launch::{is_enclave_id, str_field, u64_field, MEMORY_MIB};
-use tests::{enclave_bin, ImageSpec, PoolSpec, TestEnv};
+use tests::{ImageSpec, PoolSpec, TestEnv};
 
 /// The pool CPUs of an applied pool's JSON (`"cpus": "1"` or a cpulist like `"1,3"`).
 fn pool_cpus(pool: &Value) -> Vec<u64> {
@@ -158,82 +154,4 @@ fn nothing_running_describes_and_terminates_as_empty() {
     let console = env.cli(["console", "--enclave-id", "enc-0123456789abcdef"]);
     console.fails_with(1, &["enc-0123456789abcdef"]);
     assert!(env.leftovers().is_empty(), "{}", env.leftovers());
-}
-
-/// Starts `enclave console --enclave-id id` and returns its first line (within 30 s); the
-/// console client is killed afterwards (it streams until the enclave ends).
-fn first_console_line(env: &TestEnv, id: &str) -> String {
-    let mut child = env
-        .command(enclave_bin())
-        .args(["console", "--enclave-id", id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create("/tmp/console-debug.err").unwrap())
-        .spawn()
-        .expect("start enclave console");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(5));
-    let _ = child.kill();
-    let _ = child.wait();
-    line.unwrap_or_default()
-}
-
-#[test]
-#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
-fn debug_enclave_console_streams_its_output() {
-    let mut env = TestEnv::new().expect("test env");
-    env.set_env("RUST_LOG", "trace");
-    env.apply_pool(&PoolSpec::new(256, 1));
-    let eif = env.build_eif("spin", &ImageSpec::default());
-    let out = env.cli([
-        "run-enclave",
-        "--cpu-count",
-        "1",
-        "--memory",
-        &MEMORY_MIB.to_string(),
-        "--debug-mode",
-        "--eif-path",
-        eif.to_str().expect("utf-8 path"),
-    ]);
-    let info = out.ok().json();
-    assert_eq!(str_field(&info, "Flags"), "DEBUG_MODE", "{info:#}");
-    let id = str_field(&info, "EnclaveID").to_owned();
-
-    let first = first_console_line(&env, &id);
-    if first.is_empty() {
-        eprintln!(
-            "DEBUG vmm.log: {:?}",
-            std::fs::read_to_string(env.run_root().join(&id).join("vmm.log"))
-        );
-        eprintln!(
-            "DEBUG err: {:?}",
-            std::fs::read_to_string("/tmp/console-debug.err")
-        );
-        eprintln!("DEBUG describe: {:#?}", env.describe());
-        eprintln!("DEBUG second: {:?}", first_console_line(&env, &id));
-        eprintln!("DEBUG run: {out}");
-        let pid = u64_field(&info, "ProcessID").to_string();
-        let ps = std::process::Command::new("ps")
-            .args(["-L", "-o", "tid,psr,pcpu,stat,wchan:30,comm", "-p", &pid])
-            .output()
-            .unwrap();
-        eprintln!("DEBUG ps: {}", String::from_utf8_lossy(&ps.stdout));
-        let ps = std::process::Command::new("sh").args(["-c", &format!("cat /proc/{pid}/status | grep -i 'cpus_allowed_list\\|sig'; for t in /proc/{pid}/task/*; do echo $t $(cat $t/stat | cut -d' ' -f3,14,15,39); grep -i 'cpus_allowed_list\\|SigBlk' $t/status; done; cat /sys/fs/cgroup/cpuset/*/enc-*/tasks /sys/fs/cgroup/cpuset/*/enc-*/cpuset.cpus")]).output().unwrap();
-        eprintln!("DEBUG proc: {}", String::from_utf8_lossy(&ps.stdout));
-    }
-    assert_eq!(first, format!("{}\n", expect::SPIN_LINE));
-    // The console client going away does not end the enclave.
-    let listed = env.describe();
-    assert_eq!(listed.len(), 1, "{listed:#?}");
-    assert_eq!(str_field(&listed[0], "State"), "RUNNING");
-    assert_eq!(str_field(&listed[0], "Flags"), "DEBUG_MODE");
-
-    env.terminate(&id).ok();
-    env.assert_no_leftovers("after terminate");
 }

@@ -129,6 +129,6 @@ pub fn console(a: &ConsoleArgs) -> anyhow::Result<i32> {
     }
     let mut stream = Control::new(&dir).console()?;
     let mut out = std::io::stdout().lock();
-    std::io::copy(&mut stream, &mut out).context("console stream broke")?;
+    crate::stream::pump(&mut stream, &mut out).context("console stream broke")?;
     Ok(0)
 }
