@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             hostname: "enclave".into(),
             bare: std::env::var_os("BARE").is_some(),
             vsock: None,
+            attestation: None,
         },
     )?;
     let prep = t.elapsed();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::signal::register_signal_handler;
 
+use crate::attest::Attestation;
 use crate::control::client::CONTROL_SOCKET;
 use crate::control::console::ConsoleHub;
 use crate::control::protocol::{EnclaveInfo, LaunchRequest, LaunchStatus};
@@ -247,6 +248,15 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         u32::try_from(cid).map_err(|_| DaemonError::CidReserved(cid))?,
         vec![run_dir.clone(), paths.run_root.clone()],
     ));
+    // A fresh leaf key and certificate from the host CA for this enclave only.
+    let attestation = Arc::new(Attestation::for_enclave(
+        &req.enclave_id,
+        req.debug,
+        &attestation::ca::default_dir(),
+    ));
+    if !attestation.available() {
+        tracing::warn!(status = %attestation.status(), "attestation documents cannot be signed");
+    }
     let config = LaunchConfig {
         memory_mib: req.memory_mib,
         cpu_count: u32::try_from(cpu_ids.len()).unwrap_or(1),
@@ -256,6 +266,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         hostname: req.name.clone(),
         bare: false,
         vsock: Some(vsock.clone()),
+        attestation: Some(attestation.clone()),
     };
     let mut enclave = vmm::prepare(&eif, &config)?;
     drop(eif);
@@ -276,6 +287,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         }
         .into(),
         measurements: enclave.measurements.to_json(),
+        attestation: attestation.status(),
         outcome: None,
     };
     write_state(&run_dir, &info);

@@ -42,6 +42,9 @@ pub enum ImageError {
     /// `/init` missing or not a regular file.
     #[error("the enclave image has no /init program (a regular file)")]
     NoInit,
+    /// The image is signed, but the signature does not check.
+    #[error("the enclave image's signature does not check (see `enclave describe-eif`); re-sign it with `enclave sign-eif`")]
+    Signature(#[source] attestation::signing::SigError),
 }
 
 /// An image ready to boot.
@@ -52,7 +55,7 @@ pub struct BootImage {
     pub spec: InitSpec,
     /// Every entry of every ramdisk, in order (later ramdisks win on duplicates).
     pub tree: Vec<TreeEntry>,
-    /// PCR0/1/2 of the image.
+    /// PCR0/1/2 of the image, and PCR8 when it is signed.
     pub measurements: Measurements,
 }
 
@@ -90,6 +93,6 @@ pub fn unpack(bytes: &[u8]) -> Result<BootImage, ImageError> {
         init,
         spec,
         tree,
-        measurements: Measurements::of(&eif),
+        measurements: crate::attest::image_measurements(&eif).map_err(ImageError::Signature)?,
     })
 }

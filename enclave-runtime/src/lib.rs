@@ -2,6 +2,7 @@
 //! program directly in 64-bit ring 3 and serves its system calls (the enclave kernel).
 pub mod pool;
 
+pub mod attest;
 pub mod boot;
 pub mod control;
 pub mod daemon;

@@ -79,6 +79,8 @@ pub struct LaunchConfig {
     pub bare: bool,
     /// The enclave's vsock endpoint (CID and parent socket directory).
     pub vsock: Option<Arc<crate::kernel::vsock::VsockHub>>,
+    /// The enclave's attestation identity, served at `/dev/nsm`; `None`: no `/dev/nsm`.
+    pub attestation: Option<Arc<crate::attest::Attestation>>,
 }
 
 /// Timings of the launch, for benchmarks and logs.
@@ -192,6 +194,10 @@ fn build(
         hostname: config.hostname.clone(),
         bare: config.bare,
         vsock: config.vsock.clone(),
+        nsm: config
+            .attestation
+            .as_ref()
+            .map(|a| Arc::new(a.device(&img.measurements, config.debug))),
     };
     let kernel = Arc::new(Kernel::new(kconfig, size, mm, Arc::new(tree)));
     let threads = Threads::new(kvm, vm, &kernel, ram.clone(), read_only);

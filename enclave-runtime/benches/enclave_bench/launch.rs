@@ -50,6 +50,7 @@ pub fn config(bare: bool) -> LaunchConfig {
         hostname: "bench".into(),
         bare,
         vsock: None,
+        attestation: None,
     }
 }
 

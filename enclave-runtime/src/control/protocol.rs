@@ -53,6 +53,9 @@ pub struct EnclaveInfo {
     pub memory_backing: String,
     /// PCRs of the image.
     pub measurements: serde_json::Value,
+    /// Whether `/dev/nsm` signs attestation documents: `available`, or `unavailable: <why>`.
+    #[serde(default)]
+    pub attestation: String,
     /// Outcome once the program has ended.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<Outcome>,

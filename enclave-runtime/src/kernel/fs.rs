@@ -4,7 +4,9 @@
 //! shared through `Arc` so opening a file copies nothing. Path resolution follows Linux: absolute
 //! or relative paths, `.`/`..`/repeated slashes normalized, `..` at the root stays there,
 //! symlinks followed up to [`MAX_SYMLINK_HOPS`] times. A synthetic `/dev` directory always
-//! exists; `/proc`, `/sys` and `/tmp` do not (writes fail with `EROFS` anyway).
+//! exists, with the kernel's own device nodes ([`Device`]: `/dev/null`, `/dev/nsm`) unless the
+//! image puts something at their paths; `/proc`, `/sys` and `/tmp` do not (writes fail with
+//! `EROFS` anyway).
 
 mod fs_file;
 #[cfg(test)]
@@ -59,6 +61,37 @@ pub enum FsError {
     TooManyEntries,
 }
 
+/// A character device the enclave kernel serves itself (opened by [`crate::kernel::dev`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// `/dev/null`.
+    Null,
+    /// `/dev/nsm`: the Nitro Secure Module.
+    Nsm,
+}
+
+impl Device {
+    /// Every device, in the order they are added to `/dev`.
+    pub const ALL: [Device; 2] = [Device::Null, Device::Nsm];
+
+    /// Its name under `/dev`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Null => "null",
+            Device::Nsm => "nsm",
+        }
+    }
+
+    /// Its device number (`st_rdev`): `/dev/null` is 1:3 as on Linux; `/dev/nsm` is a misc
+    /// device (major 10) whose minor Linux picks dynamically: any fixed one will do.
+    pub fn rdev(self) -> u64 {
+        match self {
+            Device::Null => libc::makedev(1, 3),
+            Device::Nsm => libc::makedev(10, 124),
+        }
+    }
+}
+
 /// What a node is.
 #[derive(Debug)]
 pub enum NodeKind {
@@ -68,6 +101,8 @@ pub enum NodeKind {
     Dir(BTreeMap<String, Ino>),
     /// A symbolic link and its target.
     Symlink(Arc<[u8]>),
+    /// A character device of the enclave kernel.
+    Device(Device),
 }
 
 /// One node of the tree.
@@ -152,7 +187,27 @@ impl ImageTree {
             let parent = t.ensure_dir(parents, &e.path)?;
             t.insert(parent, name, e.mode, kind, &e.path)?;
         }
+        t.add_devices();
         Ok(t)
+    }
+
+    /// Adds the kernel's device nodes under `/dev` where the image left their names free.
+    fn add_devices(&mut self) {
+        let Some(dev) = self.child(ROOT_INO, "dev").filter(|&d| self.is_dir(d)) else {
+            return;
+        };
+        for d in Device::ALL {
+            if self.child(dev, d.name()).is_none() {
+                // Cannot fail: `dev` is a directory and the name is free.
+                let _ = self.insert(
+                    dev,
+                    d.name(),
+                    libc::S_IFCHR | 0o666,
+                    NodeKind::Device(d),
+                    d.name(),
+                );
+            }
+        }
     }
 
     /// Walks (creating) the directories `comps` from the root.
@@ -355,6 +410,11 @@ impl ImageTree {
         let (size, nlink) = match &node.kind {
             NodeKind::File(d) | NodeKind::Symlink(d) => (d.len(), 1),
             NodeKind::Dir(_) => (4096, 2),
+            NodeKind::Device(_) => (0, 1),
+        };
+        let rdev = match &node.kind {
+            NodeKind::Device(d) => d.rdev(),
+            _ => 0,
         };
         let size = u64::try_from(size).map_err(|_| Errno::EOVERFLOW)?;
         Ok(Stat {
@@ -364,7 +424,7 @@ impl ImageTree {
             mode: node.mode,
             uid: 0,
             gid: 0,
-            rdev: 0,
+            rdev,
             size,
             blksize: 4096,
             blocks: size.div_ceil(512),

@@ -11,6 +11,7 @@
 //! stops the others.
 
 pub mod console;
+pub mod dev;
 pub mod errno;
 pub mod file;
 pub mod fs;
@@ -18,6 +19,7 @@ pub mod futex;
 pub mod hostfd;
 pub mod mm;
 pub mod names;
+pub mod nsm;
 pub mod socket;
 pub mod sys_event;
 pub mod sys_file;
@@ -150,6 +152,8 @@ pub struct KernelConfig {
     pub bare: bool,
     /// The enclave's vsock endpoint; `None` leaves `AF_VSOCK` unsupported too.
     pub vsock: Option<Arc<vsock::VsockHub>>,
+    /// The enclave's Nitro Secure Module behind `/dev/nsm`; `None`: opening it fails (`ENXIO`).
+    pub nsm: Option<Arc<nsm::NsmDevice>>,
 }
 
 /// Most threads a program may have alive at once.
@@ -358,6 +362,7 @@ mod tests {
             hostname: "t".into(),
             bare: false,
             vsock: Some(Arc::new(vsock::VsockHub::new(16, vec![]))),
+            nsm: None,
         };
         let mm = mm::AddressSpace::new(0x40_0000, 0x80_0000).unwrap();
         Kernel::new(

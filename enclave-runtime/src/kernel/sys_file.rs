@@ -169,6 +169,9 @@ fn do_open(k: &Kernel, ctx: &Ctx<'_, '_>, dirfd: u64, path_addr: u64, flags: i32
     if flags & libc::O_DIRECTORY != 0 && !is_dir {
         return Err(Errno::ENOTDIR);
     }
+    if let (NodeKind::Device(dev), false) = (&node.kind, path_only) {
+        return super::dev::open(k, *dev, flags);
+    }
     if !path_only {
         let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if is_dir && (wants_write || creat) {

@@ -65,7 +65,8 @@ impl ImageFile {
                 Ok(n)
             }
             NodeKind::Dir(_) => Err(Errno::EISDIR),
-            NodeKind::Symlink(_) => Err(Errno::EBADF),
+            // Devices are opened as their own files; only an `O_PATH` descriptor gets here.
+            NodeKind::Symlink(_) | NodeKind::Device(_) => Err(Errno::EBADF),
         }
     }
 
@@ -122,6 +123,7 @@ impl FileOps for ImageFile {
             NodeKind::File(d) | NodeKind::Symlink(d) => {
                 i64::try_from(d.len()).map_err(|_| Errno::EOVERFLOW)?
             }
+            NodeKind::Device(_) => 0,
             NodeKind::Dir(_) => {
                 // Directory positions are entry indices: only SEEK_SET and SEEK_CUR.
                 if whence != libc::SEEK_SET && whence != libc::SEEK_CUR {

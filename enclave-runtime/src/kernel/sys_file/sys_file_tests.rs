@@ -88,6 +88,7 @@ impl Env {
             hostname: "enclave".to_string(),
             bare: false,
             vsock: None,
+            nsm: None,
         };
         let mm = mm::AddressSpace::new(0x40_0000, 0x80_0000).unwrap();
         let kernel = Kernel::new(config, ram.size(), mm, Arc::new(tree));

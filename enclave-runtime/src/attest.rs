@@ -1,0 +1,279 @@
+//! Attestation of one enclave launch: the leaf key and certificate the VMM gets from the host
+//! CA, the module id, and the PCR bank the enclave boots with, assembled into the
+//! [`NsmDevice`] behind its `/dev/nsm`.
+//!
+//! PCRs at boot (DESIGN.md, "Attestation"): PCR0/1/2 the image's measurements, PCR3 empty,
+//! PCR4 the parent host's identity (the measurement of `/etc/machine-id`, as Nitro measures
+//! the parent instance ID), PCR8 the signing certificate of a signed image, 0–15 locked. A
+//! debug-mode enclave reads and attests PCR0/1/2/8 as zero, as on Nitro.
+//!
+//! Without a usable CA the launch still works: the device serves every request but
+//! Attestation, which gets `InternalError`, and the enclave's description says why.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestation::ca::{Ca, LeafAttester};
+use attestation::eif::Eif;
+use attestation::nsm::{BootPcrs, PcrBank};
+use attestation::pcr::{measure, Measurements, Pcr, PCR_ZERO};
+use attestation::signing::{self, SigError};
+
+use crate::kernel::nsm::NsmDevice;
+
+/// How long an enclave's leaf certificate is valid: documents of an enclave that runs longer
+/// stop verifying (relaunch it).
+pub const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The runtime version written into module ids.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Where the host identity (PCR4) is read from, first that exists wins.
+pub const HOST_IDENTITY_FILES: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
+/// What describe-enclaves reports when documents can be signed.
+pub const AVAILABLE: &str = "available";
+
+/// The module id of enclave `enclave_id`: it names the enclave and the runtime version.
+pub fn module_id(enclave_id: &str) -> String {
+    format!("{enclave_id}:enclave-runtime-{RUNTIME_VERSION}")
+}
+
+/// PCR4: the measurement of the host's machine id (`/etc/machine-id`), or of its host name
+/// where there is none.
+pub fn host_identity() -> Pcr {
+    for f in HOST_IDENTITY_FILES {
+        if let Ok(id) = std::fs::read_to_string(f) {
+            let id = id.trim();
+            if !id.is_empty() {
+                return measure(id.as_bytes());
+            }
+        }
+    }
+    match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        Ok(name) if !name.trim().is_empty() => measure(name.trim().as_bytes()),
+        _ => PCR_ZERO,
+    }
+}
+
+/// The measurements of an image with PCR8 when it is signed. A signature that does not check
+/// is an error: an unverified certificate must not become the enclave's PCR8.
+pub fn image_measurements(eif: &Eif) -> Result<Measurements, SigError> {
+    let base = Measurements::of(eif);
+    match signing::check_signature(eif) {
+        Ok(info) => Ok(Measurements {
+            pcr8: Some(info.pcr8),
+            ..base
+        }),
+        Err(SigError::NotSigned) => Ok(base),
+        Err(e) => Err(e),
+    }
+}
+
+/// The attestation identity of one enclave launch.
+#[derive(Clone)]
+pub struct Attestation {
+    module_id: String,
+    attester: Option<Arc<LeafAttester>>,
+    unavailable: Option<String>,
+    pcr4: Pcr,
+}
+
+impl std::fmt::Debug for Attestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attestation")
+            .field("module_id", &self.module_id)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+impl Attestation {
+    /// Loads the CA from `ca_dir` and issues enclave `enclave_id` a fresh P-384 leaf valid for
+    /// [`LEAF_LIFETIME`]; without a usable CA, an identity that cannot sign (and says why).
+    pub fn for_enclave(enclave_id: &str, debug: bool, ca_dir: &Path) -> Self {
+        let module_id = module_id(enclave_id);
+        let leaf = Ca::load(ca_dir).and_then(|ca| ca.issue_leaf(enclave_id, LEAF_LIFETIME));
+        match leaf {
+            Ok(leaf) => Self {
+                attester: Some(Arc::new(LeafAttester::new(leaf, module_id.clone(), debug))),
+                module_id,
+                unavailable: None,
+                pcr4: host_identity(),
+            },
+            Err(e) => Self::unavailable(
+                enclave_id,
+                format!(
+                    "no usable CA in {} ({}); create one with `enclave ca init` (or set {})",
+                    ca_dir.display(),
+                    chain(&e),
+                    attestation::ca::CA_DIR_ENV
+                ),
+            ),
+        }
+    }
+
+    /// An identity that cannot sign documents, for the reason `reason`.
+    pub fn unavailable(enclave_id: &str, reason: impl Into<String>) -> Self {
+        Self {
+            module_id: module_id(enclave_id),
+            attester: None,
+            unavailable: Some(reason.into()),
+            pcr4: host_identity(),
+        }
+    }
+
+    /// An identity signing with `attester` (tests and tools that bring their own CA).
+    pub fn with_attester(attester: LeafAttester, module_id: impl Into<String>, pcr4: Pcr) -> Self {
+        Self {
+            module_id: module_id.into(),
+            attester: Some(Arc::new(attester)),
+            unavailable: None,
+            pcr4,
+        }
+    }
+
+    /// The module id.
+    pub fn module_id(&self) -> &str {
+        &self.module_id
+    }
+
+    /// Whether documents can be signed.
+    pub fn available(&self) -> bool {
+        self.attester.is_some()
+    }
+
+    /// [`AVAILABLE`], or `unavailable: <reason>`.
+    pub fn status(&self) -> String {
+        match &self.unavailable {
+            None => AVAILABLE.to_owned(),
+            Some(reason) => format!("unavailable: {reason}"),
+        }
+    }
+
+    /// PCR4 of the enclave.
+    pub fn pcr4(&self) -> Pcr {
+        self.pcr4
+    }
+
+    /// The enclave's NSM at boot for an image measured `image`.
+    pub fn device(&self, image: &Measurements, debug: bool) -> NsmDevice {
+        let bank = PcrBank::at_boot(
+            &BootPcrs {
+                image: Some(*image),
+                pcr4: self.pcr4,
+            },
+            debug,
+        );
+        match &self.attester {
+            Some(a) => NsmDevice::new(bank, a.clone()),
+            None => NsmDevice::without_attestation(bank, self.module_id.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_id_names_enclave_and_runtime() {
+        let id = module_id("enc-0123456789abcdef");
+        assert!(id.starts_with("enc-0123456789abcdef"));
+        assert!(id.ends_with(RUNTIME_VERSION));
+    }
+
+    #[test]
+    fn missing_ca_leaves_attestation_unavailable_with_a_reason() {
+        let dir = std::env::temp_dir().join(format!("enclave-no-ca-{}", std::process::id()));
+        let a = Attestation::for_enclave("enc-0000000000000001", false, &dir);
+        assert!(!a.available());
+        let status = a.status();
+        assert!(status.starts_with("unavailable: "), "{status}");
+        assert!(status.contains("enclave ca init"), "{status}");
+        let dev = a.device(
+            &Measurements {
+                pcr0: [1; 48],
+                pcr1: [2; 48],
+                pcr2: [3; 48],
+                pcr8: None,
+            },
+            false,
+        );
+        assert!(!dev.attestation_available());
+        assert_eq!(dev.pcrs().describe(0).unwrap(), (true, [1; 48]));
+    }
+
+    #[test]
+    fn pcr8_comes_only_from_a_signature_that_checks() {
+        use attestation::eif::SectionType;
+        use attestation::image::{build_eif, ImageInputs, ImageMetadata, InitSpec};
+
+        let built = build_eif(&ImageInputs {
+            kernel: crate::guest_abi::kernel_blob(),
+            init: b"\x7fELF not run here".to_vec(),
+            files: vec![],
+            init_spec: InitSpec {
+                argv: vec!["/init".into()],
+                env: vec![],
+            },
+            metadata: ImageMetadata::new("t", "1", attestation::image::EPOCH_BUILD_TIME, "abi"),
+        })
+        .unwrap();
+        let eif = Eif::parse(&built.bytes).unwrap();
+        let plain = image_measurements(&eif).unwrap();
+        assert_eq!(plain, built.measurements);
+        assert_eq!(plain.pcr8, None);
+
+        let signer = Ca::generate().unwrap();
+        let cert = attestation::ca::keys::cert_to_der(&signer.root).unwrap();
+        let (signed, pcr8) = signing::sign_eif(&eif, &cert, &signer.root_key).unwrap();
+        let m = image_measurements(&signed).unwrap();
+        assert_eq!(m.pcr8, Some(pcr8));
+        assert_eq!(m.pcr0, plain.pcr0);
+        let bytes = signed.to_bytes().unwrap();
+        assert_eq!(
+            crate::image::unpack(&bytes)
+                .map(|i| i.measurements.pcr8)
+                .ok(),
+            Some(Some(pcr8))
+        );
+
+        // The signature section moved onto another image: refused, not PCR8.
+        let mut tampered = signed.clone();
+        if let Some(s) = tampered
+            .sections
+            .iter_mut()
+            .find(|s| s.kind == SectionType::Cmdline)
+        {
+            s.data.push(b' ');
+        }
+        assert!(image_measurements(&tampered).is_err());
+        let bytes = tampered.to_bytes().unwrap();
+        assert!(matches!(
+            crate::image::unpack(&bytes),
+            Err(crate::image::ImageError::Signature(_))
+        ));
+    }
+
+    #[test]
+    fn ca_on_disk_gives_a_signing_identity() {
+        let dir = std::env::temp_dir().join(format!("enclave-ca-attest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ca::init(&dir).unwrap();
+        let a = Attestation::for_enclave("enc-0000000000000002", true, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(a.available(), "{}", a.status());
+        assert_eq!(a.status(), AVAILABLE);
+        assert_eq!(a.pcr4(), host_identity());
+    }
+}
