@@ -10,6 +10,127 @@ use super::{Args, Ctx, ExitRequest, Kernel};
 
 /// This family's table.
 pub const TABLE: &[Syscall] = &[
+    // Calls that would change the image tree: it is a read-only file system.
+    Syscall {
+        nr: 76,
+        name: "truncate",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 77,
+        name: "ftruncate",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 82,
+        name: "rename",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 83,
+        name: "mkdir",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 84,
+        name: "rmdir",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 85,
+        name: "creat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 86,
+        name: "link",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 87,
+        name: "unlink",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 88,
+        name: "symlink",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 90,
+        name: "chmod",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 91,
+        name: "fchmod",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 92,
+        name: "chown",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 93,
+        name: "fchown",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 94,
+        name: "lchown",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 133,
+        name: "mknod",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 258,
+        name: "mkdirat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 259,
+        name: "mknodat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 260,
+        name: "fchownat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 263,
+        name: "unlinkat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 264,
+        name: "renameat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 265,
+        name: "linkat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 266,
+        name: "symlinkat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 268,
+        name: "fchmodat",
+        handler: sys_read_only,
+    },
+    Syscall {
+        nr: 316,
+        name: "renameat2",
+        handler: sys_read_only,
+    },
     Syscall {
         nr: 13,
         name: "rt_sigaction",
@@ -162,6 +283,11 @@ const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
 const ARCH_GET_GS: u64 = 0x1004;
+
+/// The image tree is mounted read-only: every call that would change it fails with `EROFS`.
+fn sys_read_only(_k: &Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
+    Err(Errno::EROFS)
+}
 
 fn sys_zero(_k: &Kernel, _c: &mut Ctx<'_, '_>, _a: &Args) -> SysResult {
     Ok(0)
