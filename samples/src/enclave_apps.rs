@@ -64,15 +64,22 @@ pub fn program(name: &str) -> Result<PathBuf, String> {
 }
 
 fn build_now() -> Result<PathBuf, String> {
-    let manifest = samples_dir().join("enclave-apps/Cargo.toml");
-    let target_dir = target_dir().join("enclave-apps");
+    build_static_crate(
+        &samples_dir().join("enclave-apps/Cargo.toml"),
+        &target_dir().join("enclave-apps"),
+    )
+}
+
+/// Builds the cargo project at `manifest` (outside the workspace) as static x86_64 programs
+/// into `target_dir`, as enclave programs must be; returns the directory holding them.
+pub fn build_static_crate(manifest: &Path, target_dir: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
         .args(["build", "--release", "--quiet", "--target", TARGET])
         .arg("--manifest-path")
-        .arg(&manifest)
+        .arg(manifest)
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         // Settings of an outer cargo must not leak into the guest build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

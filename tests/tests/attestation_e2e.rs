@@ -6,7 +6,6 @@
 use std::io::Read;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
@@ -19,8 +18,6 @@ const NONCE: &str = "6e6f6e63652d3132333435";
 const USER_DATA: &str = "attestation-e2e";
 /// What the program extends PCR16 with before locking it.
 const PCR16_DATA: &[u8] = b"nsm-app measurement";
-/// The only target the toolchain has.
-const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 static NSM_APP: OnceLock<PathBuf> = OnceLock::new();
 
@@ -29,27 +26,12 @@ fn nsm_app() -> PathBuf {
     NSM_APP
         .get_or_init(|| {
             let manifest = paths::workspace_root().join("samples/nsm-app/Cargo.toml");
-            let target_dir = paths::target_dir().join("nsm-app");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let out = Command::new(&cargo)
-                .args(["build", "--release", "--quiet", "--target", RUST_TARGET])
-                .arg("--manifest-path")
-                .arg(&manifest)
-                .arg("--target-dir")
-                .arg(&target_dir)
-                .env("RUSTFLAGS", "-C target-feature=+crt-static")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .env_remove("CARGO_BUILD_RUSTFLAGS")
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("CARGO_BUILD_TARGET")
-                .output()
-                .expect("run cargo for samples/nsm-app");
-            assert!(
-                out.status.success(),
-                "building samples/nsm-app failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            target_dir.join(RUST_TARGET).join("release").join("nsm-app")
+            let dir = samples::enclave_apps::build_static_crate(
+                &manifest,
+                &paths::target_dir().join("nsm-app"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            dir.join("nsm-app")
         })
         .clone()
 }

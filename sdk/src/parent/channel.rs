@@ -70,6 +70,24 @@ pub fn listener_path(dir: &Path, port: u32) -> PathBuf {
     dir.join(format!("{VSOCK_SOCKET}_{port}"))
 }
 
+/// Binds `<dir>/vsock.sock_<port>`, creating `dir` and replacing a stale socket file.
+pub(crate) fn bind_listener(dir: &Path, port: u32) -> Result<(UnixListener, PathBuf), SdkError> {
+    let path = listener_path(dir, port);
+    let bind = || -> std::io::Result<UnixListener> {
+        std::fs::create_dir_all(dir)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        UnixListener::bind(&path)
+    };
+    let inner = bind().map_err(|source| SdkError::Bind {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((inner, path))
+}
+
 /// A parent listener for enclave connections to CID 3 on one port. Each accepted stream is
 /// one enclave socket's connection. The socket file is removed when the listener is dropped.
 #[derive(Debug)]
@@ -82,19 +100,7 @@ pub struct Listener {
 impl Listener {
     /// Binds `<dir>/vsock.sock_<port>` (replacing a stale socket file).
     pub fn bind(dir: &Path, port: u32) -> Result<Self, SdkError> {
-        let path = listener_path(dir, port);
-        let bind = || -> std::io::Result<UnixListener> {
-            std::fs::create_dir_all(dir)?;
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            UnixListener::bind(&path)
-        };
-        let inner = bind().map_err(|source| SdkError::Bind {
-            path: path.clone(),
-            source,
-        })?;
+        let (inner, path) = bind_listener(dir, port)?;
         Ok(Self { inner, path, port })
     }
 

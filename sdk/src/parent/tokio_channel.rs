@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::channel::listener_path;
+use super::channel::bind_listener;
 use super::error::SdkError;
 use super::handle::EnclaveHandle;
 use super::launch::Enclaves;
@@ -71,16 +71,12 @@ pub struct AsyncListener {
 impl AsyncListener {
     /// Binds `<dir>/vsock.sock_<port>` (replacing a stale socket file). Needs a tokio runtime.
     pub fn bind(dir: &Path, port: u32) -> Result<Self, SdkError> {
-        let path = listener_path(dir, port);
-        let bind = || -> std::io::Result<UnixListener> {
-            std::fs::create_dir_all(dir)?;
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            UnixListener::bind(&path)
+        let (std_listener, path) = bind_listener(dir, port)?;
+        let to_tokio = || -> std::io::Result<UnixListener> {
+            std_listener.set_nonblocking(true)?;
+            UnixListener::from_std(std_listener)
         };
-        let inner = bind().map_err(|source| SdkError::Bind {
+        let inner = to_tokio().map_err(|source| SdkError::Bind {
             path: path.clone(),
             source,
         })?;
