@@ -7,7 +7,10 @@
 //!   SDK.
 //! - `samples/nsm-app/` (its own cargo project) is an AWS Nitro enclave program using
 //!   `aws-nitro-enclaves-nsm-api` unchanged against `/dev/nsm`.
+//! - [`scenario`]: the KMS story (pool, CA, key service, vsock-proxy, `kms-enclave`) as a
+//!   library for `kms-demo` (the README's main command), the tests harness and the benchmark.
 //! - `benches/vsock_bench.rs`: vsock throughput and round trips against a Unix socketpair.
 
 pub mod enclave_apps;
+pub mod scenario;
 pub mod scratch;

@@ -47,6 +47,16 @@ impl Scratch {
     /// Takes the host lock, then carves a pool of `memory_mib` and one CPU (shared between the
     /// environment's enclaves) with the `enclave` binary `bin`.
     pub fn new(bin: &Path, memory_mib: u64) -> Result<Self, String> {
+        Self::with_pool(
+            bin,
+            &format!(
+                "memory_mib = {memory_mib}\ncpu_count = 1\nsharing = \"shared\"\nhugepages = \"never\"\n"
+            ),
+        )
+    }
+
+    /// Takes the host lock, then carves the pool that `allocator_toml` describes.
+    pub fn with_pool(bin: &Path, allocator_toml: &str) -> Result<Self, String> {
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -69,11 +79,8 @@ impl Scratch {
         std::fs::create_dir_all(dir.join("run"))
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let config = dir.join("allocator.toml");
-        std::fs::write(
-            &config,
-            format!("memory_mib = {memory_mib}\ncpu_count = 1\nsharing = \"shared\"\nhugepages = \"never\"\n"),
-        )
-        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        std::fs::write(&config, allocator_toml)
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         let enclaves = Enclaves::with_binary(bin)
             .env("ENCLAVE_RUN_ROOT", dir.join("run"))
             .env("ENCLAVE_ALLOCATOR_CONFIG", &config)
@@ -93,6 +100,11 @@ impl Scratch {
     /// The enclaves of this environment.
     pub fn enclaves(&self) -> &Enclaves {
         &self.enclaves
+    }
+
+    /// Sets an environment variable for every `enclave` command of this environment.
+    pub fn set_env(&mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) {
+        self.enclaves = self.enclaves.clone().env(key, value);
     }
 
     /// The temporary directory.

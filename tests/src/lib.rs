@@ -14,6 +14,8 @@
 //! - [`host`] reads host state: the cpuset mount, `nr_hugepages`, processes.
 //! - [`elf`] reads ELF program headers (static linking checks).
 //! - [`expect`] holds the exact output of each guest program.
+//! - [`kms`]: the attestation and key-release harness ([`kms::KmsHarness`]): the key service,
+//!   `vsock-proxy` and `kms-enclave` images, with fault injection.
 
 pub mod cli;
 pub mod elf;
@@ -22,6 +24,7 @@ pub mod expect;
 pub mod guest;
 pub mod host;
 pub mod image;
+pub mod kms;
 pub mod launch;
 pub mod paths;
 pub mod pool;
