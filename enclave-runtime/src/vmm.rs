@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use attestation::pcr::Measurements;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::Kvm;
 
@@ -32,6 +33,9 @@ pub enum VmmError {
     /// The image cannot be booted.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A launch helper thread panicked.
+    #[error("a launch helper thread (image measurement, attestation identity) failed")]
+    Helper,
     /// The program is not a static x86_64 ELF.
     #[error("the image's /init cannot run in an enclave")]
     Elf(#[from] ElfError),
@@ -90,6 +94,10 @@ pub struct LaunchTimings {
     pub unpack_us: u64,
     /// Microseconds to map memory, load the program and create the VM and vCPU.
     pub build_us: u64,
+    /// Of `build_us`: mapping guest memory and writing the program, tables and stack into it.
+    pub memory_us: u64,
+    /// Of `build_us`: creating the VM, registering its memory and creating vCPU 0.
+    pub vm_us: u64,
 }
 
 /// An enclave ready to run.
@@ -110,19 +118,74 @@ fn micros(since: Instant) -> u64 {
 
 /// Builds an enclave from EIF bytes.
 pub fn prepare(eif: &[u8], config: &LaunchConfig) -> Result<Enclave, VmmError> {
+    build_unpacked(unpack(eif)?, config)
+}
+
+/// A checked, unpacked image: the first half of [`prepare`], for launchers that overlap other
+/// work (issuing the attestation leaf) with the second, [`build_unpacked`].
+pub struct Unpacked {
+    img: BootImage,
+    unpack_us: u64,
+}
+
+/// Unpacks and checks `eif` (CRC, sections, ABI, init spec, root tree, measurements).
+pub fn unpack(eif: &[u8]) -> Result<Unpacked, VmmError> {
     let t0 = Instant::now();
     let img = image::unpack(eif)?;
-    let unpack_us = micros(t0);
-    let t1 = Instant::now();
-    let enclave = build(img, config, unpack_us, t1)?;
-    Ok(enclave)
+    Ok(Unpacked {
+        img,
+        unpack_us: micros(t0),
+    })
+}
+
+/// [`unpack`] without the measurements, which [`LateParts`] then supplies (from
+/// [`image::measure`] run on another thread).
+pub fn unpack_unmeasured(eif: &[u8]) -> Result<Unpacked, VmmError> {
+    let t0 = Instant::now();
+    let img = image::unpack_unmeasured(eif)?;
+    Ok(Unpacked {
+        img,
+        unpack_us: micros(t0),
+    })
+}
+
+/// What a launcher may compute beside the build and hand over only when the kernel is made:
+/// the image's measurements and the attestation identity.
+#[derive(Default)]
+pub struct LateParts {
+    /// Replaces the unpacked image's measurements.
+    pub measurements: Option<Measurements>,
+    /// Replaces [`LaunchConfig::attestation`].
+    pub attestation: Option<Arc<crate::attest::Attestation>>,
+}
+
+/// Builds the VM of an unpacked image (the second half of [`prepare`]).
+pub fn build_unpacked(unpacked: Unpacked, config: &LaunchConfig) -> Result<Enclave, VmmError> {
+    build_unpacked_with(unpacked, config, || Ok(LateParts::default()))
+}
+
+/// [`build_unpacked`], calling `late` after guest memory, the VM and vCPU 0 exist, just before
+/// the enclave kernel is made: work it waits for overlaps with the build.
+pub fn build_unpacked_with(
+    unpacked: Unpacked,
+    config: &LaunchConfig,
+    late: impl FnOnce() -> Result<LateParts, VmmError>,
+) -> Result<Enclave, VmmError> {
+    build(
+        unpacked.img,
+        config,
+        unpacked.unpack_us,
+        Instant::now(),
+        late,
+    )
 }
 
 fn build(
-    img: BootImage,
+    mut img: BootImage,
     config: &LaunchConfig,
     unpack_us: u64,
     t1: Instant,
+    late: impl FnOnce() -> Result<LateParts, VmmError>,
 ) -> Result<Enclave, VmmError> {
     let plan = elf::plan(&img.init)?;
     let size = config
@@ -153,6 +216,8 @@ fn build(
     ram.write(st.base, &st.bytes)
         .map_err(|_| VmmError::Layout)?;
 
+    let memory_us = micros(t1);
+    let t_vm = Instant::now();
     let kvm = Arc::new(Kvm::new().map_err(VmmError::Kvm)?);
     let vm = Arc::new(
         kvm.create_vm()
@@ -171,6 +236,7 @@ fn build(
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| VmmError::VmIoctl("KVM_SET_USER_MEMORY_REGION", e))?;
     let vcpu = Vcpu::new(&kvm, &vm, 0, plan.entry, st.sp)?;
+    let vm_us = micros(t_vm);
 
     let read_only: Arc<[(u64, u64)]> = plan
         .segments
@@ -183,6 +249,11 @@ fn build(
         avail: stack_bottom,
     })?;
     let tree = ImageTree::new(img.tree).map_err(VmmError::Tree)?;
+    let late = late()?;
+    if let Some(m) = late.measurements {
+        img.measurements = m;
+    }
+    let attestation = late.attestation.or_else(|| config.attestation.clone());
     let kconfig = KernelConfig {
         debug: config.debug,
         cpu_count: config.cpu_count.max(1),
@@ -194,8 +265,7 @@ fn build(
         hostname: config.hostname.clone(),
         bare: config.bare,
         vsock: config.vsock.clone(),
-        nsm: config
-            .attestation
+        nsm: attestation
             .as_ref()
             .map(|a| Arc::new(a.device(&img.measurements, config.debug))),
     };
@@ -210,6 +280,8 @@ fn build(
         timings: LaunchTimings {
             unpack_us,
             build_us: micros(t1),
+            memory_us,
+            vm_us,
         },
         measurements: img.measurements,
     })

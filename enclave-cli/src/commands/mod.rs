@@ -9,6 +9,7 @@ mod pcr;
 mod run;
 mod sign_eif;
 mod verify;
+mod vmm_process;
 
 use crate::args::{Cli, Command};
 

@@ -3,9 +3,7 @@
 //! hidden `__vmm` entry that the VMM process runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -99,44 +97,20 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
     let log = std::fs::File::create(run_dir.join("vmm.log"))
         .with_context(|| format!("cannot create {}", run_dir.join("vmm.log").display()))?;
     let (read_end, write_end) = status_pipe()?;
-    let child_fd = write_end.as_raw_fd();
-    let exe = std::env::current_exe().context("cannot find the enclave executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("__vmm")
-        .arg("--request")
-        .arg(serde_json::to_string(&request)?)
-        .arg("--status-fd")
-        .arg(child_fd.to_string())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe calls (setsid, fcntl) on a descriptor that exists in the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let spawned = cmd.spawn();
+    let started = super::vmm_process::start(&request, log, &write_end, &read_end);
     drop(write_end);
-    let mut child = match spawned {
+    let mut child = match started {
         Ok(c) => c,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&run_dir);
-            return Err(e).context("cannot start the VMM process");
+            return Err(e);
         }
     };
     let status = read_status(read_end).inspect_err(|_| {
-        let _ = child.kill();
+        child.kill();
     });
     // The VMM is a session leader of its own now; reap it in the background if it exits early.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
+    child.reap_in_background();
     let info = match status? {
         LaunchStatus::Ready(info) => info,
         LaunchStatus::Failed(msg) => {

@@ -148,14 +148,7 @@ impl Claim {
             // inside the live, exclusively borrowed `set`.
             unsafe { libc::CPU_SET(cpu, &mut set) };
         }
-        // SAFETY: `set` is an initialised cpu_set_t living across the call and the size passed is
-        // exactly its size; the kernel only reads it.
-        let rc =
-            unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-        if rc != 0 {
-            return Err(affinity_err(std::io::Error::last_os_error()));
-        }
-        Ok(())
+        set_affinity(tid, &set).map_err(affinity_err)
     }
 
     /// Moves every thread of process `pid` into the enclave's cpuset (slow on cgroup v1: a
@@ -427,4 +420,48 @@ pub(crate) fn reclaim_dead_locked(paths: &PoolPaths) -> Result<Vec<String>> {
         reclaimed.push(id);
     }
     Ok(reclaimed)
+}
+
+/// `sched_setaffinity(tid, set)`.
+fn set_affinity(tid: i32, set: &libc::cpu_set_t) -> std::io::Result<()> {
+    // SAFETY: `set` is an initialised cpu_set_t living across the call and the size passed is
+    // exactly its size; the kernel only reads it.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Pins thread `tid` (0: the calling thread) to the CPUs it may run on that the claim does
+/// not hold (`claimed`): set-up work beside the launch (issuing the attestation leaf) then runs on the
+/// parent's CPUs instead of competing with the thread that builds the enclave. Leaves the
+/// affinity alone if `claimed` holds every allowed CPU.
+pub fn pin_outside(tid: i32, claimed: &CpuList) -> Result<()> {
+    let affinity_err = |source| PoolError::Affinity {
+        tid,
+        cpus: claimed.clone(),
+        source,
+    };
+    // SAFETY: cpu_set_t is a plain bit array for which all-zero is the valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `set` is a live, exclusively borrowed cpu_set_t of exactly `size` bytes, which
+    // the kernel fills.
+    if unsafe { libc::sched_getaffinity(tid, size, &mut set) } != 0 {
+        return Err(affinity_err(std::io::Error::last_os_error()));
+    }
+    let capacity = size.saturating_mul(8);
+    for cpu in claimed.iter() {
+        let cpu = usize::try_from(cpu).unwrap_or(usize::MAX);
+        if cpu < capacity {
+            // SAFETY: `cpu` < the bit capacity of `set`, so CPU_CLR writes inside `set`.
+            unsafe { libc::CPU_CLR(cpu, &mut set) };
+        }
+    }
+    // SAFETY: `set` is an initialised cpu_set_t; CPU_COUNT only reads it.
+    if unsafe { libc::CPU_COUNT(&set) } == 0 {
+        return Ok(());
+    }
+    set_affinity(tid, &set).map_err(affinity_err)
 }
