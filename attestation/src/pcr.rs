@@ -76,13 +76,19 @@ impl Measurements {
     /// (no section headers). Metadata and signature sections are not measured into PCR0-2.
     /// `pcr8` is left `None`: set it with [`Measurements::with_signing_certificate`].
     pub fn of(eif: &Eif) -> Self {
+        Self::of_sections(eif.sections.iter().map(|s| (s.kind, s.data.as_slice())))
+    }
+
+    /// [`Measurements::of`] over sections given as `(type, data)` in file order (e.g. from an
+    /// [`crate::eif::EifView`]).
+    pub fn of_sections<'a>(sections: impl IntoIterator<Item = (SectionType, &'a [u8])>) -> Self {
         // PCR0 and PCR1 hash the same bytes up to the second ramdisk: hash them once and fork
         // the PCR1 state (`boot`) only where the two diverge.
         let (mut image, mut app) = (PcrHasher::new(), PcrHasher::new());
         let mut boot: Option<PcrHasher> = None;
         let mut ramdisk_index = 0usize;
-        for section in &eif.sections {
-            let both = match section.kind {
+        for (kind, data) in sections {
+            let both = match kind {
                 SectionType::Kernel | SectionType::Cmdline => true,
                 SectionType::Ramdisk => {
                     ramdisk_index = ramdisk_index.saturating_add(1);
@@ -92,13 +98,13 @@ impl Measurements {
             };
             if both {
                 if let Some(b) = boot.as_mut() {
-                    b.update(&section.data);
+                    b.update(data);
                 }
             } else {
                 boot.get_or_insert_with(|| image.clone());
-                app.update(&section.data);
+                app.update(data);
             }
-            image.update(&section.data);
+            image.update(data);
         }
         let boot = boot.unwrap_or_else(|| image.clone());
         Self {

@@ -2,7 +2,7 @@
 //! program, its arguments and environment, and the read-only file tree.
 
 use attestation::cpio;
-use attestation::eif::{Eif, EifError};
+use attestation::eif::{Eif, EifError, EifView};
 use attestation::image::{InitSpec, InitSpecError};
 use attestation::pcr::{Measurements, PCR_ZERO};
 
@@ -49,14 +49,23 @@ pub enum ImageError {
 
 /// An image ready to boot.
 pub struct BootImage {
-    /// The static ELF to run.
-    pub init: Vec<u8>,
+    /// Where the static ELF to run (`/init`) is in `tree`.
+    init_index: usize,
     /// argv and envp.
     pub spec: InitSpec,
     /// Every entry of every ramdisk, in order (later ramdisks win on duplicates).
     pub tree: Vec<TreeEntry>,
     /// PCR0/1/2 of the image, and PCR8 when it is signed.
     pub measurements: Measurements,
+}
+
+impl BootImage {
+    /// The static ELF to run (`/init`).
+    pub fn init(&self) -> &[u8] {
+        self.tree
+            .get(self.init_index)
+            .map_or(&[][..], |e| e.data.as_slice())
+    }
 }
 
 /// Parses and checks an EIF for booting.
@@ -70,13 +79,19 @@ pub fn unpack(bytes: &[u8]) -> Result<BootImage, ImageError> {
 /// an error). The hashing is most of [`unpack`]'s time, so launchers may run it on another
 /// thread beside [`unpack_unmeasured`].
 pub fn measure(bytes: &[u8]) -> Result<Measurements, ImageError> {
+    let view = EifView::parse(bytes).map_err(ImageError::Eif)?;
+    if view.signature().is_none() {
+        return Ok(Measurements::of_sections(
+            view.sections.iter().map(|s| (s.kind, s.data)),
+        ));
+    }
     let eif = Eif::parse(bytes).map_err(ImageError::Eif)?;
     crate::attest::image_measurements(&eif).map_err(ImageError::Signature)
 }
 
 /// [`unpack`] without hashing: `measurements` are all zero until set from [`measure`].
 pub fn unpack_unmeasured(bytes: &[u8]) -> Result<BootImage, ImageError> {
-    let eif = Eif::parse(bytes).map_err(ImageError::Eif)?;
+    let eif = EifView::parse(bytes).map_err(ImageError::Eif)?;
     let kernel = eif.kernel().ok_or(ImageError::NoKernel)?;
     guest_abi::check_kernel_blob(kernel).map_err(ImageError::Abi)?;
     let spec = InitSpec::parse(eif.cmdline().ok_or(ImageError::NoCmdline)?)
@@ -91,12 +106,13 @@ pub fn unpack_unmeasured(bytes: &[u8]) -> Result<BootImage, ImageError> {
             by_path.insert(e.path.clone(), e);
         }
     }
-    let init = by_path
+    if by_path
         .get(attestation::image::INIT_PATH)
-        .filter(|e| e.file_type() == cpio::S_IFREG)
-        .map(|e| e.data.clone())
-        .ok_or(ImageError::NoInit)?;
-    let tree = by_path
+        .is_none_or(|e| e.file_type() != cpio::S_IFREG)
+    {
+        return Err(ImageError::NoInit);
+    }
+    let tree: Vec<TreeEntry> = by_path
         .into_values()
         .map(|e| TreeEntry {
             path: e.path,
@@ -104,8 +120,12 @@ pub fn unpack_unmeasured(bytes: &[u8]) -> Result<BootImage, ImageError> {
             data: e.data,
         })
         .collect();
+    let init_index = tree
+        .iter()
+        .position(|e| e.path == attestation::image::INIT_PATH)
+        .ok_or(ImageError::NoInit)?;
     Ok(BootImage {
-        init,
+        init_index,
         spec,
         tree,
         measurements: Measurements {

@@ -187,7 +187,7 @@ fn build(
     t1: Instant,
     late: impl FnOnce() -> Result<LateParts, VmmError>,
 ) -> Result<Enclave, VmmError> {
-    let plan = elf::plan(&img.init)?;
+    let plan = elf::plan(img.init())?;
     let size = config
         .memory_mib
         .checked_mul(1 << 20)
@@ -201,7 +201,7 @@ fn build(
         });
     }
     boot::write_system_area(&ram, &plan).map_err(|_| VmmError::Layout)?;
-    boot::load_program(&ram, &img.init, &plan).map_err(|_| VmmError::Layout)?;
+    boot::load_program(&ram, img.init(), &plan).map_err(|_| VmmError::Layout)?;
     let mut random = [0u8; 16];
     crate::kernel::sys_info::host_random(&mut random).map_err(|_| VmmError::Layout)?;
     let st = stack::build(

@@ -12,6 +12,7 @@ pub use error::EifError;
 pub use header::{
     EIF_MAGIC, EIF_VERSION, FLAG_ARCH_ARM64, HEADER_SIZE, MAX_SECTIONS, SECTION_HEADER_SIZE,
 };
+pub use parse::{EifView, SectionView};
 pub use write::{EifWriter, DEFAULT_CPUS, DEFAULT_MEM};
 
 use std::fmt;

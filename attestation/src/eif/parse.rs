@@ -20,6 +20,84 @@ impl Eif {
     /// Parses and validates an EIF v4: magic, version, section tables, every section header,
     /// contiguous layout with no trailing bytes, and the CRC32.
     pub fn parse(bytes: &[u8]) -> Result<Eif, EifError> {
+        let view = EifView::parse(bytes)?;
+        Ok(Eif {
+            flags: view.flags,
+            default_mem: view.default_mem,
+            default_cpus: view.default_cpus,
+            sections: view
+                .sections
+                .iter()
+                .map(|s| Section {
+                    kind: s.kind,
+                    flags: s.flags,
+                    data: s.data.to_vec(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One section of an [`EifView`]: its type, flags and data, borrowed from the file's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionView<'a> {
+    /// Section type.
+    pub kind: SectionType,
+    /// Section header flags.
+    pub flags: u16,
+    /// Section data.
+    pub data: &'a [u8],
+}
+
+/// An EIF checked exactly as [`Eif::parse`] checks it, whose sections borrow the input instead
+/// of copying it (a launch reads a whole image once and copying it costs page faults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EifView<'a> {
+    /// Header flags.
+    pub flags: u16,
+    /// Default enclave memory, bytes.
+    pub default_mem: u64,
+    /// Default enclave vCPU count.
+    pub default_cpus: u64,
+    /// Sections in file order.
+    pub sections: Vec<SectionView<'a>>,
+}
+
+impl<'a> EifView<'a> {
+    /// The data of the first section of `kind`.
+    fn first(&self, kind: SectionType) -> Option<&'a [u8]> {
+        self.sections
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.data)
+    }
+
+    /// The kernel section's data.
+    pub fn kernel(&self) -> Option<&'a [u8]> {
+        self.first(SectionType::Kernel)
+    }
+
+    /// The cmdline section's data.
+    pub fn cmdline(&self) -> Option<&'a [u8]> {
+        self.first(SectionType::Cmdline)
+    }
+
+    /// The signature section's data (CBOR).
+    pub fn signature(&self) -> Option<&'a [u8]> {
+        self.first(SectionType::Signature)
+    }
+
+    /// The ramdisks' data, in file order.
+    pub fn ramdisks(&self) -> Vec<&'a [u8]> {
+        self.sections
+            .iter()
+            .filter(|s| s.kind == SectionType::Ramdisk)
+            .map(|s| s.data)
+            .collect()
+    }
+
+    /// Parses and validates `bytes` as [`Eif::parse`] does, without copying section data.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, EifError> {
         let too_large = |len: u64| EifError::TooLarge {
             len,
             max: MAX_EIF_SIZE,
@@ -106,13 +184,13 @@ impl Eif {
 
         let sections = located
             .into_iter()
-            .map(|l| Section {
+            .map(|l| SectionView {
                 kind: l.kind,
                 flags: l.flags,
-                data: bytes.get(l.data).map(<[u8]>::to_vec).unwrap_or_default(),
+                data: bytes.get(l.data).unwrap_or_default(),
             })
             .collect();
-        Ok(Eif {
+        Ok(EifView {
             flags: header.flags,
             default_mem: header.default_mem,
             default_cpus: header.default_cpus,
