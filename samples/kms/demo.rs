@@ -90,6 +90,9 @@ fn short(hex: &str) -> String {
 }
 
 fn run(args: &Args, s: &mut Steps) -> anyhow::Result<Value> {
+    if let Some(why) = samples::scratch::host_unsupported() {
+        bail!("enclaves cannot run on this host: {why} (the demo needs root, a read-write /dev/kvm and a cpuset cgroup)");
+    }
     s.step("Building the enclave program `kms-enclave` (static Rust; AWS's aws-nitro-enclaves-nsm-api, HPKE)");
     let program = build_kms_enclave()?;
     s.done(&format!("{}", program.display()));
