@@ -89,7 +89,7 @@ impl<S: Read + Write> KmsClient<S> {
         self.stream.get_mut().write_all(line).map_err(io)?;
         self.stream.get_mut().flush().map_err(io)?;
         match super::protocol::read_line(&mut self.stream).map_err(io)? {
-            super::protocol::Line::Line(l) => serde_json::from_slice(&l)
+            super::protocol::Line::Complete(l) => serde_json::from_slice(&l)
                 .map_err(|e| ClientError::Exchange(ExchangeError::BadReply(e.to_string()))),
             super::protocol::Line::TooLong(n) => {
                 Err(ClientError::Exchange(ExchangeError::TooLong(n)))

@@ -352,7 +352,7 @@ pub struct Envelope {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
     /// A complete line, newline removed.
-    Line(Vec<u8>),
+    Complete(Vec<u8>),
     /// A line over [`MAX_LINE`] bytes; it was read and dropped up to its newline.
     TooLong(usize),
     /// End of stream (a partial last line is dropped).
@@ -388,7 +388,7 @@ pub fn read_line<R: BufRead>(reader: &mut R) -> std::io::Result<Line> {
             return Ok(if total > MAX_LINE {
                 Line::TooLong(total)
             } else {
-                Line::Line(line)
+                Line::Complete(line)
             });
         }
     }
@@ -447,7 +447,7 @@ where
 {
     write_message(stream.get_mut(), request).map_err(ExchangeError::Io)?;
     match read_line(stream).map_err(ExchangeError::Io)? {
-        Line::Line(line) => {
+        Line::Complete(line) => {
             serde_json::from_slice(&line).map_err(|e| ExchangeError::BadReply(e.to_string()))
         }
         Line::TooLong(n) => Err(ExchangeError::TooLong(n)),
@@ -518,10 +518,10 @@ mod tests {
         data.extend_from_slice(b"\nok\npartial");
         let mut r = std::io::BufReader::with_capacity(4096, data.as_slice());
         assert_eq!(read_line(&mut r).unwrap(), Line::TooLong(MAX_LINE + 10));
-        assert_eq!(read_line(&mut r).unwrap(), Line::Line(b"ok".to_vec()));
+        assert_eq!(read_line(&mut r).unwrap(), Line::Complete(b"ok".to_vec()));
         assert_eq!(read_line(&mut r).unwrap(), Line::Eof);
         let exact = [vec![b'y'; MAX_LINE], b"\n".to_vec()].concat();
         let mut r = std::io::BufReader::new(exact.as_slice());
-        assert_eq!(read_line(&mut r).unwrap(), Line::Line(vec![b'y'; MAX_LINE]));
+        assert_eq!(read_line(&mut r).unwrap(), Line::Complete(vec![b'y'; MAX_LINE]));
     }
 }

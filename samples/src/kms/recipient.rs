@@ -18,6 +18,8 @@ use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 pub const RECIPIENT_INFO: &[u8] = b"enclave-kms recipient v1";
 /// Length of a SEC1 uncompressed P-384 point, the encapsulated key and the public key.
 pub const PUBLIC_KEY_LEN: usize = 97;
+/// Shortest input keying material [`RecipientKey::from_ikm`] accepts (Nsk of P-384).
+pub const MIN_IKM_LEN: usize = 48;
 
 type Kem = DhP384HkdfSha384;
 
@@ -30,6 +32,8 @@ pub enum RecipientError {
     TooShort(usize),
     /// HPKE refused (wrong key, tampered ciphertext or AAD).
     Hpke(String),
+    /// Too little keying material.
+    ShortIkm(usize),
 }
 
 impl fmt::Display for RecipientError {
@@ -42,6 +46,10 @@ impl fmt::Display for RecipientError {
             Self::TooShort(n) => write!(
                 f,
                 "The sealed value is {n} bytes, shorter than an encapsulated key and a tag"
+            ),
+            Self::ShortIkm(n) => write!(
+                f,
+                "Key derivation needs at least {MIN_IKM_LEN} random bytes, got {n}"
             ),
             Self::Hpke(e) => write!(
                 f,
@@ -92,13 +100,28 @@ impl fmt::Debug for RecipientKey {
 }
 
 impl RecipientKey {
-    /// A fresh key pair from the OS random source.
+    /// A fresh key pair from the OS random source (through the `getrandom` crate).
     pub fn generate() -> Self {
         let (secret, public) = Kem::gen_keypair();
         Self {
             secret,
             public: public.to_bytes().to_vec(),
         }
+    }
+
+    /// The key pair RFC 9180's `DeriveKeyPair` makes from `ikm`, which must be at least
+    /// [`MIN_IKM_LEN`] fresh random bytes. For programs that draw randomness themselves (a
+    /// static glibc program in an enclave, where the `getrandom` crate looks for
+    /// `/dev/urandom`).
+    pub fn from_ikm(ikm: &[u8]) -> Result<Self, RecipientError> {
+        if ikm.len() < MIN_IKM_LEN {
+            return Err(RecipientError::ShortIkm(ikm.len()));
+        }
+        let (secret, public) = Kem::derive_keypair(ikm);
+        Ok(Self {
+            secret,
+            public: public.to_bytes().to_vec(),
+        })
     }
 
     /// The public key: SEC1 uncompressed, 97 bytes, for the document's `public_key`.
@@ -150,6 +173,21 @@ mod tests {
         assert_eq!(
             r.open("demo", &sealed[..50]),
             Err(RecipientError::TooShort(50))
+        );
+    }
+
+    #[test]
+    fn derived_keys_are_deterministic_and_work() {
+        let a = RecipientKey::from_ikm(&[7; 64]).unwrap();
+        let b = RecipientKey::from_ikm(&[7; 64]).unwrap();
+        let c = RecipientKey::from_ikm(&[8; 64]).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+        assert_ne!(a.public_key(), c.public_key());
+        let sealed = seal(a.public_key(), "k", b"x").unwrap();
+        assert_eq!(b.open("k", &sealed).unwrap(), b"x");
+        assert_eq!(
+            RecipientKey::from_ikm(&[1; 47]).map(|_| ()),
+            Err(RecipientError::ShortIkm(47))
         );
     }
 

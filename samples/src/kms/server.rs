@@ -155,7 +155,7 @@ pub fn serve_connection(
                 ),
                 peer,
             ),
-            Line::Line(line) => match serde_json::from_slice::<Request>(&line) {
+            Line::Complete(line) => match serde_json::from_slice::<Request>(&line) {
                 Ok(request) => service.handle(&request, peer),
                 Err(e) => service.refuse_unparsed(
                     &ErrorBody::new(
