@@ -524,4 +524,34 @@ mod tests {
         let mut r = std::io::BufReader::new(exact.as_slice());
         assert_eq!(read_line(&mut r).unwrap(), Line::Complete(vec![b'y'; MAX_LINE]));
     }
+
+    #[test]
+    fn mutated_lines_never_panic_the_parsers() {
+        let valid = br#"{"Action":"Decrypt","CiphertextBlob":"AQID","KeyId":"k","Recipient":{"AttestationDocument":"CQ==","KeyEncryptionAlgorithm":"HPKE_P384_SHA384_AES256GCM"}}"#;
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut line = valid.to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let i = usize::try_from(next() % line.len() as u64).unwrap();
+                match next() % 3 {
+                    0 => line[i] = next().to_le_bytes()[0],
+                    1 => {
+                        line.remove(i);
+                    }
+                    _ => line.insert(i, b"{}[]\":,\"0aA="[usize::try_from(next() % 12).unwrap()]),
+                }
+            }
+            let _ = serde_json::from_slice::<Request>(&line);
+            let _ = serde_json::from_slice::<EnclaveRequest>(&line);
+            let _ = serde_json::from_slice::<Reply<DecryptResponse>>(&line);
+            let mut r = std::io::BufReader::new(line.as_slice());
+            let _ = read_line(&mut r);
+        }
+    }
 }
