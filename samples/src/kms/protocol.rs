@@ -522,7 +522,10 @@ mod tests {
         assert_eq!(read_line(&mut r).unwrap(), Line::Eof);
         let exact = [vec![b'y'; MAX_LINE], b"\n".to_vec()].concat();
         let mut r = std::io::BufReader::new(exact.as_slice());
-        assert_eq!(read_line(&mut r).unwrap(), Line::Complete(vec![b'y'; MAX_LINE]));
+        assert_eq!(
+            read_line(&mut r).unwrap(),
+            Line::Complete(vec![b'y'; MAX_LINE])
+        );
     }
 
     #[test]
