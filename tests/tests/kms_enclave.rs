@@ -1,8 +1,9 @@
 //! The KMS sample end to end: `samples/kms/enclave` (`kms-enclave`) runs in a production-mode
-//! enclave, attests to the key service (`samples::kms`, its TCP server on 127.0.0.1 reached
-//! from the enclave's CID-3 port through a small Unix→TCP forwarder, as vsock-proxy does),
-//! obtains its data key sealed with HPKE, and decrypts an envelope-encrypted message. A policy
-//! pinning another PCR0 makes the same request fail with AccessDeniedException naming PCR0.
+//! enclave, attests to the key service (the `kms-server` binary on 127.0.0.1, reached from the
+//! enclave's CID-3 port through a small Unix→TCP forwarder, as vsock-proxy does), obtains its
+//! data key sealed with HPKE, and decrypts an envelope-encrypted message. A policy pinning
+//! another PCR0 makes the same request fail with AccessDeniedException naming PCR0; after a
+//! restart of the key service the enclave is provisioned again.
 
 mod vsock_support;
 
@@ -10,21 +11,22 @@ use std::io::BufReader;
 use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use samples::kms::audit::{read_all, Decision};
 use samples::kms::client::KmsClient;
 use samples::kms::policy::KeyPolicy;
+use samples::kms::process::ServerProcess;
 use samples::kms::protocol::{
     exchange, AttestResponse, Bytes, DecryptMessageResponse, EnclaveRequest, ErrorCode,
     ProvisionResponse, Reply,
 };
-use samples::kms::server::Server;
 use samples::kms::store::Store;
 use serde_json::Value;
 use tests::launch::str_field;
-use tests::{PoolSpec, TestEnv};
+use tests::{paths, PoolSpec, TestEnv};
 
 /// The enclave program's vsock port.
 const ENCLAVE_PORT: u32 = 5000;
@@ -54,14 +56,48 @@ fn build_image(env: &TestEnv) -> (PathBuf, Value) {
     (eif, measurements)
 }
 
-/// Forwards every connection to the parent-wide listener `vsock.sock_<port>` to `target`.
-fn forward(run_root: &Path, port: u32, target: std::net::SocketAddr) {
+static KMS_SERVER: OnceLock<PathBuf> = OnceLock::new();
+
+/// The `kms-server` binary of this build profile, built once per process.
+fn kms_server_bin() -> PathBuf {
+    KMS_SERVER
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "samples", "--bin", "kms-server"])
+                .arg("--manifest-path")
+                .arg(paths::workspace_root().join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(
+                    paths::profile_dir()
+                        .parent()
+                        .expect("profile dir has a parent"),
+                );
+            if paths::is_release() {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo");
+            assert!(
+                status.success(),
+                "cargo build -p samples --bin kms-server: {status}"
+            );
+            paths::profile_dir().join("kms-server")
+        })
+        .clone()
+}
+
+/// Forwards every connection to the parent-wide listener `vsock.sock_<port>` to the address
+/// in `target` at connection time.
+fn forward(run_root: &Path, port: u32, target: Arc<Mutex<std::net::SocketAddr>>) {
     let listener = UnixListener::bind(run_root.join(format!("vsock.sock_{port}")))
         .expect("bind the parent listener");
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(unix) = conn else { continue };
-            let Ok(tcp) = TcpStream::connect(target) else {
+            let addr = *target
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Ok(tcp) = TcpStream::connect(addr) else {
                 continue;
             };
             let (Ok(mut unix2), Ok(mut tcp2)) = (unix.try_clone(), tcp.try_clone()) else {
@@ -105,12 +141,15 @@ fn enclave_gets_its_key_only_when_the_policy_pins_its_pcr0() {
     assert_eq!(policy.pcrs[&0], vec![pcr0.clone()]);
     let store = Store::open(&state).expect("state dir");
     store.create_key("demo", &policy).expect("create key");
-    let service = samples::kms::open_service(&state).expect("service");
-    let kms_addr = Server::bind("127.0.0.1:0", Arc::clone(&service))
-        .expect("bind")
-        .spawn()
-        .expect("serve");
-    forward(&env.run_root(), KMS_PORT, kms_addr);
+    let start_server = || {
+        let log = std::fs::File::create(env.root().join("kms-server.log")).expect("log");
+        ServerProcess::start(&kms_server_bin(), &state, "127.0.0.1:0", Stdio::from(log))
+            .expect("kms-server starts")
+    };
+    let server = start_server();
+    let kms_addr = server.addr();
+    let target = Arc::new(Mutex::new(kms_addr));
+    forward(&env.run_root(), KMS_PORT, Arc::clone(&target));
 
     // The data owner seals a message to the key.
     let envelope = KmsClient::connect(&kms_addr.to_string())
@@ -226,12 +265,28 @@ fn enclave_gets_its_key_only_when_the_policy_pins_its_pcr0() {
         "{refused}"
     );
 
-    // The audit log saw the release and the refusal, with the enclave's PCR0.
+    // The key service restarts (on another port); the enclave is provisioned again.
+    let status = server.stop().expect("stop kms-server");
+    assert!(status.success(), "kms-server exits 0 on SIGTERM: {status}");
+    store
+        .put_policy("demo", &policy)
+        .expect("restore the policy");
+    let server = start_server();
+    *target.lock().expect("target") = server.addr();
+    let again: ProvisionResponse = call(&mut s, &provision)
+        .into_result()
+        .unwrap_or_else(|e| panic!("Provision after the restart: {e}"));
+    assert!(again.released);
+
+    // The audit log saw the releases and the refusal, with the enclave's PCR0.
     let audit = read_all(&state).expect("audit");
     let decrypts: Vec<_> = audit.iter().filter(|r| r.action == "Decrypt").collect();
-    assert_eq!(decrypts.len(), 2, "{audit:#?}");
-    assert_eq!(decrypts[0].decision, Decision::Allow);
-    assert_eq!(decrypts[1].decision, Decision::Deny);
+    let decisions: Vec<_> = decrypts.iter().map(|r| r.decision).collect();
+    assert_eq!(
+        decisions,
+        [Decision::Allow, Decision::Deny, Decision::Allow],
+        "{audit:#?}"
+    );
     for r in &decrypts {
         assert_eq!(r.pcr0.as_deref(), Some(pcr0.as_str()));
         assert!(
@@ -241,6 +296,7 @@ fn enclave_gets_its_key_only_when_the_policy_pins_its_pcr0() {
     }
 
     drop(s);
+    drop(server);
     env.terminate(&id).ok();
     env.assert_no_leftovers("after the KMS enclave");
 }

@@ -8,12 +8,14 @@
 //! - [`crypto`]: AES-256-GCM ciphertext blobs and envelope messages.
 //! - [`policy`], [`nonce`], [`store`], [`audit`]: key policies, nonces, state directory, log.
 //! - [`service`], [`server`], [`client`]: decisions, the TCP server, a blocking client.
+//! - [`process`]: `kms-server` as a child process.
 
 pub mod audit;
 pub mod client;
 pub mod crypto;
 pub mod nonce;
 pub mod policy;
+pub mod process;
 pub mod protocol;
 pub mod recipient;
 pub mod server;
