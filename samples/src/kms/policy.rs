@@ -235,3 +235,78 @@ impl CompiledPolicy {
         self.verifier.root_der()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_pem() -> String {
+        let ca = attestation::ca::Ca::generate().unwrap();
+        attestation::ca::keys::cert_to_pem(&ca.root).unwrap()
+    }
+
+    #[test]
+    fn policies_parse_with_defaults_and_round_trip() {
+        let pem = root_pem();
+        let text = serde_json::json!({
+            "Pcrs": {"0": ["AB".repeat(48)], "16": ["00".repeat(48), "11".repeat(48)]},
+            "RootCertificate": pem,
+        })
+        .to_string();
+        let p = KeyPolicy::from_json(&text).unwrap();
+        assert!(!p.allow_debug);
+        assert_eq!(p.max_document_age_secs, DEFAULT_MAX_AGE_SECS);
+        let c = p.compile().unwrap();
+        assert!(c.restricts_pcr(0) && c.restricts_pcr(16) && !c.restricts_pcr(1));
+        let again = KeyPolicy::from_json(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn bad_policies_name_their_fault() {
+        let pem = root_pem();
+        let policy = |pcrs: serde_json::Value, root: &str| {
+            KeyPolicy::from_json(
+                &serde_json::json!({"Pcrs": pcrs, "RootCertificate": root}).to_string(),
+            )
+            .and_then(|p| p.compile().map(|_| ()))
+        };
+        let v = "ab".repeat(48);
+        assert!(matches!(
+            policy(serde_json::json!({"0": [v]}), "junk"),
+            Err(PolicyError::Root(_))
+        ));
+        assert_eq!(
+            policy(serde_json::json!({"32": [v]}), &pem),
+            Err(PolicyError::PcrIndex(32))
+        );
+        assert_eq!(
+            policy(serde_json::json!({"1": []}), &pem),
+            Err(PolicyError::PcrEmpty(1))
+        );
+        assert!(matches!(
+            policy(serde_json::json!({"2": ["abcd"]}), &pem),
+            Err(PolicyError::PcrValue { index: 2, .. })
+        ));
+        assert!(matches!(
+            KeyPolicy::from_json(r#"{"RootCertificate":"x","Extra":1}"#),
+            Err(PolicyError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn templates_come_from_build_enclave_output() {
+        let pem = root_pem();
+        let out = serde_json::json!({"Measurements": {
+            "HashAlgorithm": "Sha384 { ... }",
+            "PCR0": "01".repeat(48), "PCR1": "02".repeat(48), "PCR2": "03".repeat(48),
+            "PCR8": "08".repeat(48)
+        }});
+        let p = KeyPolicy::from_measurements(&out, &pem).unwrap();
+        assert_eq!(p.pcrs.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 8]);
+        assert_eq!(p.pcrs[&8], vec!["08".repeat(48)]);
+        let inner = KeyPolicy::from_measurements(&out["Measurements"], &pem).unwrap();
+        assert_eq!(inner, p);
+        assert!(KeyPolicy::from_measurements(&serde_json::json!({"X": 1}), &pem).is_err());
+    }
+}
