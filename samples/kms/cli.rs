@@ -95,7 +95,7 @@ enum Command {
         /// Extra allowed PCR values as INDEX=HEX (repeatable).
         #[arg(long = "pcr")]
         pcrs: Vec<String>,
-        /// Root CA certificate (PEM), e.g. <CA dir>/root.pem.
+        /// Root CA certificate (PEM), e.g. the CA directory's root.pem.
         #[arg(long)]
         root_ca: PathBuf,
         /// Accept debug-mode documents.
