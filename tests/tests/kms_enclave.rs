@@ -142,7 +142,11 @@ fn enclave_gets_its_key_only_when_the_policy_pins_its_pcr0() {
     let store = Store::open(&state).expect("state dir");
     store.create_key("demo", &policy).expect("create key");
     let start_server = || {
-        let log = std::fs::File::create(env.root().join("kms-server.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.root().join("kms-server.log"))
+            .expect("log");
         ServerProcess::start(&kms_server_bin(), &state, "127.0.0.1:0", Stdio::from(log))
             .expect("kms-server starts")
     };
@@ -265,18 +269,31 @@ fn enclave_gets_its_key_only_when_the_policy_pins_its_pcr0() {
         "{refused}"
     );
 
-    // The key service restarts (on another port); the enclave is provisioned again.
+    // The key service restarts (on another port) while the enclave provisions: the enclave
+    // retries until it answers.
     let status = server.stop().expect("stop kms-server");
     assert!(status.success(), "kms-server exits 0 on SIGTERM: {status}");
     store
         .put_policy("demo", &policy)
         .expect("restore the policy");
-    let server = start_server();
-    *target.lock().expect("target") = server.addr();
-    let again: ProvisionResponse = call(&mut s, &provision)
-        .into_result()
-        .unwrap_or_else(|e| panic!("Provision after the restart: {e}"));
+    let (again, server) = std::thread::scope(|scope| {
+        let restart = scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            let server = start_server();
+            *target.lock().expect("target") = server.addr();
+            server
+        });
+        let again: ProvisionResponse = call(&mut s, &provision)
+            .into_result()
+            .unwrap_or_else(|e| panic!("Provision across the restart: {e}"));
+        (again, restart.join().expect("restart thread"))
+    });
     assert!(again.released);
+    assert!(
+        again.timings.kms_micros >= 500_000,
+        "the enclave waited for the restart: {:?}",
+        again.timings
+    );
 
     // The audit log saw the releases and the refusal, with the enclave's PCR0.
     let audit = read_all(&state).expect("audit");

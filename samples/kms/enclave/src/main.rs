@@ -96,13 +96,28 @@ impl Enclave {
         }
     }
 
-    /// Connects to the key service, retrying for [`CONNECT_RETRY`] (it may be restarting).
-    fn connect_kms(&self) -> Result<VsockStream, ErrorBody> {
+    /// Connects to the key service and gets a nonce, retrying for [`CONNECT_RETRY`] while
+    /// the service cannot be reached or closes the connection unanswered (it may be
+    /// restarting; behind a proxy a refused connection looks like an early close). A refusal
+    /// by the service is not retried.
+    fn open_session(&self) -> Result<(BufReader<VsockStream>, NonceResponse), ErrorBody> {
         let start = Instant::now();
         let mut wait = Duration::from_millis(20);
         loop {
-            match VsockStream::connect(&VsockAddr::new(PARENT_CID, self.kms_port)) {
-                Ok(s) => return Ok(s),
+            let attempt = VsockStream::connect(&VsockAddr::new(PARENT_CID, self.kms_port))
+                .map_err(|e| format!("connect: {e}"))
+                .and_then(|stream| {
+                    let mut kms = BufReader::new(stream);
+                    match protocol::exchange::<VsockStream, Request, NonceResponse>(
+                        &mut kms,
+                        &Request::GetNonce,
+                    ) {
+                        Ok(reply) => Ok((kms, reply)),
+                        Err(e) => Err(format!("GetNonce: {e}")),
+                    }
+                });
+            match attempt {
+                Ok((kms, reply)) => return reply.into_result().map(|nonce| (kms, nonce)),
                 Err(e) if start.elapsed() + wait < CONNECT_RETRY => {
                     println!("kms-enclave: key service not reachable yet ({e}), retrying");
                     std::thread::sleep(wait);
@@ -112,7 +127,7 @@ impl Enclave {
                     return Err(err(
                         ErrorCode::KmsUnavailableException,
                         format!(
-                            "cannot reach the key service at vsock CID {PARENT_CID} port {} for {} s: {e}",
+                            "cannot reach the key service at vsock CID {PARENT_CID} port {} within {} s: {e}",
                             self.kms_port,
                             CONNECT_RETRY.as_secs()
                         ),
@@ -146,8 +161,7 @@ impl Enclave {
         let mut kms_time = Duration::ZERO;
 
         let t = Instant::now();
-        let mut kms = BufReader::new(self.connect_kms()?);
-        let nonce: NonceResponse = Self::kms_call(&mut kms, &Request::GetNonce)?;
+        let (mut kms, nonce) = self.open_session()?;
         kms_time += t.elapsed();
 
         let t = Instant::now();
