@@ -98,3 +98,19 @@ pub fn build_static_crate(manifest: &Path, target_dir: &Path) -> Result<PathBuf,
     }
     Ok(target_dir.join(TARGET).join("release"))
 }
+
+static KMS_ENCLAVE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Builds `samples/kms/enclave/` (the KMS sample's enclave program, its own cargo project) as a
+/// static program, once per process; returns the path of `kms-enclave`.
+pub fn kms_enclave() -> Result<PathBuf, String> {
+    KMS_ENCLAVE
+        .get_or_init(|| {
+            build_static_crate(
+                &samples_dir().join("kms/enclave/Cargo.toml"),
+                &target_dir().join("kms-enclave"),
+            )
+            .map(|dir| dir.join("kms-enclave"))
+        })
+        .clone()
+}

@@ -7,10 +7,13 @@
 //!   SDK.
 //! - `samples/nsm-app/` (its own cargo project) is an AWS Nitro enclave program using
 //!   `aws-nitro-enclaves-nsm-api` unchanged against `/dev/nsm`.
+//! - [`kms`]: the KMS-style key service (`kms-server`, `kms`); its enclave program is
+//!   `samples/kms/enclave/` (own cargo project, `kms-enclave`).
 //! - [`scenario`]: the KMS story (pool, CA, key service, vsock-proxy, `kms-enclave`) as a
 //!   library for `kms-demo` (the README's main command), the tests harness and the benchmark.
 //! - `benches/vsock_bench.rs`: vsock throughput and round trips against a Unix socketpair.
 
 pub mod enclave_apps;
+pub mod kms;
 pub mod scenario;
 pub mod scratch;
