@@ -60,12 +60,28 @@ impl ListenQueue {
     }
 
     /// Queues a connection from the parent (source port `peer_port`); false when full/closed.
-    pub fn push(&self, stream: UnixStream, peer_port: u32) -> bool {
-        if self.closed.load(Ordering::Acquire) {
+    ///
+    /// `reply` is sent on the stream once the connection has a place in the backlog and before
+    /// the program can accept it (so it precedes anything the program writes): the parent's
+    /// `OK` is the truth. A reply that does not fit the fresh socket's buffer at once (never for
+    /// a short line) refuses the connection rather than block the queue.
+    pub fn push(&self, stream: UnixStream, peer_port: u32, reply: &[u8]) -> bool {
+        let mut q = lock(&self.pending);
+        if self.closed.load(Ordering::Acquire)
+            || q.len() >= usize::try_from(self.backlog.load(Ordering::Acquire)).unwrap_or(1)
+        {
             return false;
         }
-        let mut q = lock(&self.pending);
-        if q.len() >= usize::try_from(self.backlog.load(Ordering::Acquire)).unwrap_or(1) {
+        // SAFETY: sends `reply`, a live slice, on a socket descriptor `stream` owns.
+        let sent = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                reply.as_ptr().cast(),
+                reply.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if usize::try_from(sent).ok() != Some(reply.len()) {
             return false;
         }
         q.push_back((stream, peer_port));
@@ -86,8 +102,9 @@ impl ListenQueue {
     }
 
     fn close(&self) {
+        let mut q = lock(&self.pending);
         self.closed.store(true, Ordering::Release);
-        lock(&self.pending).clear();
+        q.clear();
     }
 }
 
