@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::errno::{Errno, SysResult};
 use super::file::{FileOps, Stat};
+use super::heartbeat::Heartbeat;
 use super::hostfd::{last_errno, poll_one, wait_ready, HostFile, HostKind};
 use super::socket::{Shutdown, Socket, VsockAddr, PARENT_CID, VMADDR_CID_ANY, VMADDR_PORT_ANY};
 
@@ -119,6 +120,7 @@ pub struct VsockHub {
     listeners: Mutex<HashMap<u32, Arc<ListenQueue>>>,
     next_ephemeral: AtomicU32,
     bound: Mutex<std::collections::HashSet<u32>>,
+    heartbeat: Option<Arc<Heartbeat>>,
 }
 
 impl VsockHub {
@@ -130,7 +132,20 @@ impl VsockHub {
             listeners: Mutex::new(HashMap::new()),
             next_ephemeral: AtomicU32::new(EPHEMERAL_START),
             bound: Mutex::new(std::collections::HashSet::new()),
+            heartbeat: None,
         }
+    }
+
+    /// The same hub, making Nitro's boot heartbeat `hb` at the program's first system call.
+    #[must_use]
+    pub fn with_heartbeat(mut self, hb: Arc<Heartbeat>) -> Self {
+        self.heartbeat = Some(hb);
+        self
+    }
+
+    /// The heartbeat to make at the program's first system call, if any.
+    pub fn heartbeat(&self) -> Option<&Arc<Heartbeat>> {
+        self.heartbeat.as_ref()
     }
 
     /// The listener for `port`, if the program listens there.
