@@ -16,6 +16,8 @@ use crate::control::client::CONTROL_SOCKET;
 use crate::control::console::ConsoleHub;
 use crate::control::protocol::{EnclaveInfo, LaunchRequest, LaunchStatus};
 use crate::control::server::{self, Event, Shared};
+use crate::kernel::console::{ConsoleSink, Stream};
+use crate::kernel::heartbeat::Heartbeat;
 use crate::kernel::vsock::VsockHub;
 use crate::memory::Backing;
 use crate::pool::{self, Claim, ClaimRequest, MemoryBacking, PoolPaths};
@@ -29,8 +31,10 @@ pub const STATE_FILE: &str = "state.json";
 pub const FIRST_CID: u64 = 16;
 /// How long an enclave runs before the VMM moves into the enclave's cpuset.
 const CGROUP_MOVE_DELAY: Duration = Duration::from_millis(50);
-/// How long a launch waits for the program's first system call.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a launch waits for the enclave's heartbeat (made at the program's first system call).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Hidden override of [`HEARTBEAT_TIMEOUT`] in milliseconds, for tests of the timeout path.
+const HEARTBEAT_TIMEOUT_ENV: &str = "ENCLAVE_HEARTBEAT_TIMEOUT_MS";
 /// How long a launch held for `--attach-console` waits for the console client.
 const CONSOLE_HOLD: Duration = Duration::from_secs(10);
 
@@ -69,9 +73,15 @@ pub enum DaemonError {
     /// The CID is reserved.
     #[error("CID {0} is reserved (0-3 are the hypervisor, local and host CIDs); use 4 or more")]
     CidReserved(u64),
-    /// The program never made a system call.
-    #[error("the enclave program did not start within {0:?}: check that /init is a static x86_64 program (`enclave describe-eif`) and that the host is not overloaded; run with --debug-mode --attach-console to see its output")]
-    NoStart(Duration),
+    /// The program never made a system call, so the heartbeat never came.
+    #[error("the enclave did not send its heartbeat within {0:?}: the program may be stuck before its first system call (check that /init is a static x86_64 program with `enclave describe-eif`, and that the host is not overloaded); run with --debug-mode --attach-console to see its output")]
+    NoHeartbeat(Duration),
+    /// The heartbeat went out but nobody answered it.
+    #[error("the launcher did not answer the enclave's heartbeat on vsock.sock_9000 in the run directory within {0:?}; launch enclaves with `enclave run-enclave` or the SDK")]
+    Unanswered(Duration),
+    /// The heartbeat failed.
+    #[error("the enclave's heartbeat failed")]
+    Heartbeat(#[from] crate::kernel::heartbeat::HeartbeatError),
     /// vCPU thread.
     #[error("cannot start the vCPU thread")]
     Thread(#[source] std::io::Error),
@@ -177,13 +187,7 @@ pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
     match launch(request, &mut status) {
         Ok(()) => 0,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
+            let msg = error_chain(&e);
             tracing::error!("{msg}");
             report(&mut status, &LaunchStatus::Failed(msg));
             1
@@ -266,10 +270,14 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     let cid = pick_cid(&paths.run_root, &req.enclave_id, req.cid)?;
 
     let hub = Arc::new(ConsoleHub::default());
-    let vsock = Arc::new(VsockHub::new(
-        u32::try_from(cid).map_err(|_| DaemonError::CidReserved(cid))?,
-        vec![run_dir.clone(), paths.run_root.clone()],
-    ));
+    let heartbeat = Arc::new(Heartbeat::new());
+    let vsock = Arc::new(
+        VsockHub::new(
+            u32::try_from(cid).map_err(|_| DaemonError::CidReserved(cid))?,
+            vec![run_dir.clone(), paths.run_root.clone()],
+        )
+        .with_heartbeat(heartbeat.clone()),
+    );
     let unpacked = vmm::unpack_unmeasured(&eif)?;
     let config = LaunchConfig {
         memory_mib: req.memory_mib,
@@ -326,7 +334,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     };
     write_state(&run_dir, &info);
     let (tx, rx) = mpsc::channel();
-    let shared = Shared::new(info.clone(), hub, tx.clone());
+    let shared = Shared::new(info.clone(), hub.clone(), tx.clone());
     server::serve(&run_dir.join(CONTROL_SOCKET), shared.clone()).map_err(|source| {
         DaemonError::RunDir {
             path: run_dir.clone(),
@@ -360,21 +368,26 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         })
         .map_err(DaemonError::Thread)?;
     let started = Instant::now();
+    let limit = heartbeat_timeout();
     let mut released = !req.hold_for_console;
     if released {
         let _ = go_tx.send(true);
-        // RUNNING means the program is up: wait for its first system call (or its end).
-        if !wait_for_program(&kernel, STARTUP_TIMEOUT) {
+        // RUNNING means the program is up: its heartbeat was answered (or it already ended).
+        if let Err(e) = wait_for_heartbeat(&heartbeat, &kernel, started, limit) {
             let _ = stop_enclave(&stopper, &go_tx, &out_rx);
-            return Err(DaemonError::NoStart(STARTUP_TIMEOUT));
+            return Err(e);
         }
     }
     report(status, &LaunchStatus::Ready(Box::new(info)));
+    // Held for the console: the launch was reported already, so a missing heartbeat after the
+    // release is told on the console, which the user is watching.
+    let mut beat_pending = (!released).then_some(started);
     let outcome = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Event::Ended(o)) => break o,
             Ok(Event::ConsoleAttached) if !released => {
                 released = true;
+                beat_pending = Some(Instant::now());
                 let _ = go_tx.send(true);
             }
             Ok(Event::Terminate) => break stop_enclave(&stopper, &go_tx, &out_rx),
@@ -386,6 +399,18 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         if !released && started.elapsed() > CONSOLE_HOLD {
             tracing::warn!("no console client attached in time; terminating");
             break stop_enclave(&stopper, &go_tx, &out_rx);
+        }
+        if let Some(since) = beat_pending.filter(|_| released) {
+            match heartbeat_state(&heartbeat, &kernel, since, limit, Duration::ZERO) {
+                Some(Ok(())) => beat_pending = None,
+                Some(Err(e)) => {
+                    let msg = error_chain(&e);
+                    tracing::error!("{msg}");
+                    hub.write(Stream::Stderr, format!("[enclave] {msg}\n").as_bytes());
+                    break stop_enclave(&stopper, &go_tx, &out_rx);
+                }
+                None => {}
+            }
         }
     };
     tracing::info!(?outcome, "enclave ended");
@@ -405,16 +430,63 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     Ok(())
 }
 
-/// Waits until the program has made its first system call or has already ended.
-fn wait_for_program(kernel: &crate::kernel::Kernel, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if kernel.calls.load(Ordering::Acquire) > 0 || kernel.stopping() {
-            return true;
+/// The heartbeat timeout: [`HEARTBEAT_TIMEOUT`] unless tests override it.
+fn heartbeat_timeout() -> Duration {
+    std::env::var(HEARTBEAT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(HEARTBEAT_TIMEOUT, Duration::from_millis)
+}
+
+/// Waits until the program's heartbeat was answered (or the program already ended), `limit`
+/// after `since` at most.
+fn wait_for_heartbeat(
+    hb: &Heartbeat,
+    kernel: &crate::kernel::Kernel,
+    since: Instant,
+    limit: Duration,
+) -> Result<(), DaemonError> {
+    loop {
+        if let Some(r) = heartbeat_state(hb, kernel, since, limit, Duration::from_millis(5)) {
+            return r;
         }
-        std::thread::sleep(Duration::from_micros(200));
     }
-    false
+}
+
+/// Where the heartbeat stands after waiting up to `wait` for it: `None` while it may still
+/// come; past `limit` after `since`, says whether it never went out or went unanswered.
+fn heartbeat_state(
+    hb: &Heartbeat,
+    kernel: &crate::kernel::Kernel,
+    since: Instant,
+    limit: Duration,
+    wait: Duration,
+) -> Option<Result<(), DaemonError>> {
+    let left = limit.saturating_sub(since.elapsed());
+    match hb.wait(left.min(wait)) {
+        Some(r) => Some(r.map_err(DaemonError::from)),
+        None if kernel.stopping() => Some(Ok(())),
+        None if since.elapsed() >= limit => {
+            Some(Err(if kernel.calls.load(Ordering::Acquire) == 0 {
+                DaemonError::NoHeartbeat(limit)
+            } else {
+                DaemonError::Unanswered(limit)
+            }))
+        }
+        None => None,
+    }
+}
+
+/// `e` and its sources, joined with ": ".
+fn error_chain(e: &DaemonError) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }
 
 /// Stops the program (or a launch still held for the console) and waits for its outcome.

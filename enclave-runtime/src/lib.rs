@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod elf;
 pub mod guest_abi;
+pub mod heartbeat_host;
 pub mod image;
 pub mod kernel;
 pub mod layout;

@@ -4,7 +4,7 @@
 //! program's accepted socket. Unknown ports, malformed or slow handshakes and full backlogs
 //! get the connection closed. The host never opens `AF_VSOCK`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -58,11 +58,11 @@ fn handshake(mut s: UnixStream, hub: &VsockHub, next_port: &AtomicU32) {
         return;
     };
     let _ = s.set_read_timeout(None);
-    if s.write_all(format!("OK {port}\n").as_bytes()).is_err() {
-        return;
-    }
     let peer_port = next_port.fetch_add(1, Ordering::Relaxed);
-    if !queue.push(s, peer_port) {
+    // `OK` only once the connection sits in the listener's backlog (Firecracker answers only
+    // after the guest accepted the request); a full backlog or a closed listener gets the
+    // connection closed without a word.
+    if !queue.push(s, peer_port, format!("OK {port}\n").as_bytes()) {
         tracing::debug!(
             port,
             "vsock connection refused: backlog full or listener closed"
@@ -121,5 +121,67 @@ mod tests {
         ] {
             assert_eq!(parse_connect(bad), None, "{bad:?}");
         }
+    }
+
+    /// A fresh directory under the system temp dir for one test.
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("vsock-host-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    /// Connects to `dir/vsock.sock`, asks for `port` and returns everything the VMM sends
+    /// before it closes the connection or goes quiet for a moment.
+    fn ask(dir: &Path, port: u32) -> (UnixStream, String) {
+        let mut s = UnixStream::connect(dir.join(VSOCK_SOCKET)).expect("connect vsock.sock");
+        std::io::Write::write_all(&mut s, format!("CONNECT {port}\n").as_bytes()).expect("send");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        (s, String::from_utf8_lossy(&got).into_owned())
+    }
+
+    #[test]
+    fn ok_only_once_the_connection_is_in_the_backlog() {
+        use crate::kernel::socket::{Socket, VsockAddr, VMADDR_CID_ANY};
+        use crate::kernel::vsock::VsockSocket;
+        use std::sync::atomic::AtomicBool;
+
+        let dir = temp_dir("backlog");
+        let hub = Arc::new(VsockHub::new(16, vec![]));
+        serve(&dir, hub.clone()).expect("serve");
+        let listener = VsockSocket::new(hub, 0, Arc::new(AtomicBool::new(false)));
+        listener
+            .bind(VsockAddr {
+                cid: VMADDR_CID_ANY,
+                port: 5000,
+            })
+            .expect("bind");
+        listener.listen(1).expect("listen");
+
+        // The first connection fills the backlog of one: OK, and it stays open.
+        let (_first, reply) = ask(&dir, 5000);
+        assert_eq!(reply, "OK 5000\n");
+        // The backlog is full: no OK, just the end of the connection.
+        let (_second, reply) = ask(&dir, 5000);
+        assert_eq!(reply, "", "a refused connection got an answer");
+        // Once the program accepts, there is room again.
+        let (_accepted, peer) = listener.accept(true).expect("accept the first");
+        assert_eq!(peer.cid, crate::kernel::socket::PARENT_CID);
+        let (_third, reply) = ask(&dir, 5000);
+        assert_eq!(reply, "OK 5000\n");
+        // Nobody listens on 5001; a closed listener refuses too.
+        assert_eq!(ask(&dir, 5001).1, "");
+        drop(listener);
+        assert_eq!(ask(&dir, 5000).1, "");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

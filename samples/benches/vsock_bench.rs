@@ -5,7 +5,10 @@
 //! - Throughput parent→enclave (`SINK`: the enclave reads and counts), enclave→parent over an
 //!   accepted connection (`SOURCE`) and over the enclave's own connection to a parent listener
 //!   (`PUSH`), at 4 KiB and 64 KiB messages; baseline: the same transfer over a socketpair.
-//! - Round trip of one byte (`ECHO`); baseline: a socketpair with an echo thread.
+//! - Round trip of one byte (`ECHO`); baselines: a socketpair with an echo thread, and the bare
+//!   KVM exit round trip (a doorbell exit with no work, as in enclave-runtime's bench, measured
+//!   in an enclave run in this process while the pool is carved): how many bare exits one vsock
+//!   round trip costs.
 //!
 //! The socketpair baselines run before the pool is carved, with every host CPU; the enclave
 //! figures run while the pool holds its CPU(s) (on a 2-CPU host the parent then has one).
@@ -24,6 +27,9 @@ use std::time::{Duration, Instant};
 use samples::scratch::{host_unsupported, Scratch};
 use sdk::{EnclaveHandle, LaunchOptions};
 
+#[path = "vsock_bench/bare_exit.rs"]
+mod bare_exit;
+
 /// The vsock port of the enclave's bench peer.
 const PORT: u32 = 5000;
 /// The parent listener port for `PUSH`.
@@ -37,6 +43,8 @@ struct Plan {
     bytes: u64,
     reps: usize,
     round_trips: usize,
+    /// Calls per bare-exit run.
+    bare_calls: u64,
 }
 
 const FULL: Plan = Plan {
@@ -44,12 +52,14 @@ const FULL: Plan = Plan {
     bytes: 64 << 20,
     reps: 5,
     round_trips: 2000,
+    bare_calls: 20_000,
 };
 const QUICK: Plan = Plan {
     name: "quick",
     bytes: 4 << 20,
     reps: 2,
     round_trips: 100,
+    bare_calls: 2_000,
 };
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -180,6 +190,8 @@ struct Figure {
     name: String,
     enclave: f64,
     baseline: f64,
+    /// What the baseline is.
+    against: &'static str,
     unit: &'static str,
 }
 
@@ -213,6 +225,15 @@ fn run(plan: Plan) -> Result<Vec<Figure>, String> {
     let (base_tput, base_rtt) = baselines(plan).map_err(io)?;
     let scratch = Scratch::new(&bin, 128)?;
     let eif = scratch.build_eif(&peer, "vsock-bench", &[])?;
+    // The bare exit, with the pool carved and its lock held, as the vsock figures.
+    let guest = bare_exit::build(scratch.dir())?;
+    let calls = plan.bare_calls.to_string();
+    let bare_eif = scratch.build_eif(&guest, "getppid-loop", &[calls.as_str()])?;
+    let bare_eif = std::fs::read(&bare_eif).map_err(io)?;
+    let mut bare = Vec::new();
+    for _ in 0..plan.reps {
+        bare.push(bare_exit::per_exit_us(&bare_eif, plan.bare_calls)?);
+    }
     let enclave = scratch
         .enclaves()
         .launch(&LaunchOptions::new(&eif).memory_mib(64))
@@ -245,6 +266,7 @@ fn run(plan: Plan) -> Result<Vec<Figure>, String> {
                 name: format!("throughput {what}, {kib} KiB messages"),
                 enclave: median(v),
                 baseline,
+                against: "socketpair",
                 unit: "MiB/s",
             });
         }
@@ -259,10 +281,19 @@ fn run(plan: Plan) -> Result<Vec<Figure>, String> {
                 * 1e6,
         );
     }
+    let rtt = median(rtt);
     figures.push(Figure {
         name: "round trip, 1 byte".into(),
-        enclave: median(rtt),
+        enclave: rtt,
         baseline: base_rtt,
+        against: "socketpair",
+        unit: "µs",
+    });
+    figures.push(Figure {
+        name: "round trip, 1 byte".into(),
+        enclave: rtt,
+        baseline: median(bare),
+        against: "bare KVM exit",
         unit: "µs",
     });
     drop(echo);
@@ -314,19 +345,19 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "{:<52} {:>12} {:>12} {:>8}",
-        "figure (median)", "enclave", "socketpair", "ratio"
+        "{:<52} {:>12} {:>12} {:>8}  baseline",
+        "figure (median)", "enclave", "baseline", "ratio"
     );
     let mut json = Vec::new();
     for f in &figures {
         let ratio = f.enclave / f.baseline.max(1e-9);
         println!(
-            "{:<52} {:>8.1} {:<4}{:>8.1} {:<4}{:>7.2}x",
-            f.name, f.enclave, f.unit, f.baseline, f.unit, ratio
+            "{:<52} {:>8.1} {:<4}{:>8.1} {:<4}{:>7.2}x  {}",
+            f.name, f.enclave, f.unit, f.baseline, f.unit, ratio, f.against
         );
         json.push(format!(
-            "{{\"figure\":\"{}\",\"enclave\":{:.3},\"socketpair\":{:.3},\"unit\":\"{}\",\"ratio\":{:.4}}}",
-            f.name, f.enclave, f.baseline, f.unit, ratio
+            "{{\"figure\":\"{}\",\"enclave\":{:.3},\"baseline\":{:.3},\"against\":\"{}\",\"unit\":\"{}\",\"ratio\":{:.4}}}",
+            f.name, f.enclave, f.baseline, f.against, f.unit, ratio
         ));
     }
     let target = figures

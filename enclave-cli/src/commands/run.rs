@@ -1,4 +1,5 @@
-//! `run-enclave`: starts a VMM process for the enclave and reports it like nitro-cli; with
+//! `run-enclave`: starts a VMM process for the enclave and reports it like nitro-cli (once the
+//! enclave's heartbeat on port 9000 was answered); with
 //! `--attach-console`, streams the console and exits with the program's status. Also the
 //! hidden `__vmm` entry that the VMM process runs.
 
@@ -10,6 +11,7 @@ use anyhow::{bail, Context};
 use enclave_runtime::control::client::Control;
 use enclave_runtime::control::protocol::{LaunchRequest, LaunchStatus};
 use enclave_runtime::daemon;
+use enclave_runtime::heartbeat_host::BoundHeartbeat;
 use enclave_runtime::pool::{self, CpuRequest, PoolPaths};
 use enclave_runtime::vcpu::Outcome;
 
@@ -96,9 +98,20 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
     let log = std::fs::File::create(run_dir.join("vmm.log"))
         .with_context(|| format!("cannot create {}", run_dir.join("vmm.log").display()))?;
+    // Nitro's heartbeat: the enclave connects to our port 9000 when its program is up, and the
+    // VMM reports it only once we have answered. Listening before the VMM starts; the listener
+    // lives until this command returns (with --attach-console the program starts later).
+    // The answering thread starts after the VMM: the CLI forks the VMM while single-threaded.
+    let heartbeat = BoundHeartbeat::bind(&run_dir).with_context(|| {
+        format!(
+            "cannot listen for the enclave's heartbeat in {}",
+            run_dir.display()
+        )
+    })?;
     let (read_end, write_end) = status_pipe()?;
     let started = super::vmm_process::start(&request, log, &write_end, &read_end);
     drop(write_end);
+    let _heartbeat = heartbeat.start(LAUNCH_TIMEOUT);
     let mut child = match started {
         Ok(c) => c,
         Err(e) => {

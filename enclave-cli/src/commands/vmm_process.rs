@@ -95,10 +95,28 @@ fn fork_vmm(
         libc::dup2(log.as_raw_fd(), 2);
         libc::close(status_read.as_raw_fd());
     }
+    close_inherited(status_write.as_raw_fd());
     // The VMM takes the write end over; the `OwnedFd` that also names it in this copy of the
     // launcher's memory is never dropped, as this function does not return.
     let code = daemon::run_vmm(request, status_write.as_raw_fd());
     std::process::exit(code);
+}
+
+/// Closes every descriptor of the forked VMM above stderr except `keep` (the status pipe): the
+/// launcher's other descriptors (its heartbeat listener, the log's original) are not the VMM's.
+fn close_inherited(keep: i32) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+        // SAFETY: closing a descriptor number this process does not use any more; the
+        // directory handle that listed them is already closed, and a stale number fails
+        // harmlessly with EBADF.
+        unsafe { libc::close(fd) };
+    }
 }
 
 fn spawn_vmm(

@@ -16,6 +16,7 @@ pub mod errno;
 pub mod file;
 pub mod fs;
 pub mod futex;
+pub mod heartbeat;
 pub mod hostfd;
 pub mod mm;
 pub mod names;
@@ -295,7 +296,14 @@ impl Kernel {
 
     /// Serves system call `nr` with `args`; returns the value for RAX.
     pub fn dispatch(&self, ctx: &mut Ctx<'_, '_>, nr: u64, args: &Args) -> u64 {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The program is up: Nitro's boot heartbeat, before its first call is served.
+            if let Some(hub) = &self.config.vsock {
+                if let Some(hb) = hub.heartbeat() {
+                    hb.beat(hub, &self.stop);
+                }
+            }
+        }
         if self.config.bare && nr != sys_proc::NR_EXIT && nr != sys_proc::NR_EXIT_GROUP {
             return 0;
         }

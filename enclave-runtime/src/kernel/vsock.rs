@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::errno::{Errno, SysResult};
 use super::file::{FileOps, Stat};
+use super::heartbeat::Heartbeat;
 use super::hostfd::{last_errno, poll_one, wait_ready, HostFile, HostKind};
 use super::socket::{Shutdown, Socket, VsockAddr, PARENT_CID, VMADDR_CID_ANY, VMADDR_PORT_ANY};
 
@@ -60,12 +61,28 @@ impl ListenQueue {
     }
 
     /// Queues a connection from the parent (source port `peer_port`); false when full/closed.
-    pub fn push(&self, stream: UnixStream, peer_port: u32) -> bool {
-        if self.closed.load(Ordering::Acquire) {
+    ///
+    /// `reply` is sent on the stream once the connection has a place in the backlog and before
+    /// the program can accept it (so it precedes anything the program writes): the parent's
+    /// `OK` is the truth. A reply that does not fit the fresh socket's buffer at once (never for
+    /// a short line) refuses the connection rather than block the queue.
+    pub fn push(&self, stream: UnixStream, peer_port: u32, reply: &[u8]) -> bool {
+        let mut q = lock(&self.pending);
+        if self.closed.load(Ordering::Acquire)
+            || q.len() >= usize::try_from(self.backlog.load(Ordering::Acquire)).unwrap_or(1)
+        {
             return false;
         }
-        let mut q = lock(&self.pending);
-        if q.len() >= usize::try_from(self.backlog.load(Ordering::Acquire)).unwrap_or(1) {
+        // SAFETY: sends `reply`, a live slice, on a socket descriptor `stream` owns.
+        let sent = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                reply.as_ptr().cast(),
+                reply.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if usize::try_from(sent).ok() != Some(reply.len()) {
             return false;
         }
         q.push_back((stream, peer_port));
@@ -86,8 +103,9 @@ impl ListenQueue {
     }
 
     fn close(&self) {
+        let mut q = lock(&self.pending);
         self.closed.store(true, Ordering::Release);
-        lock(&self.pending).clear();
+        q.clear();
     }
 }
 
@@ -102,6 +120,7 @@ pub struct VsockHub {
     listeners: Mutex<HashMap<u32, Arc<ListenQueue>>>,
     next_ephemeral: AtomicU32,
     bound: Mutex<std::collections::HashSet<u32>>,
+    heartbeat: Option<Arc<Heartbeat>>,
 }
 
 impl VsockHub {
@@ -113,7 +132,20 @@ impl VsockHub {
             listeners: Mutex::new(HashMap::new()),
             next_ephemeral: AtomicU32::new(EPHEMERAL_START),
             bound: Mutex::new(std::collections::HashSet::new()),
+            heartbeat: None,
         }
+    }
+
+    /// The same hub, making Nitro's boot heartbeat `hb` at the program's first system call.
+    #[must_use]
+    pub fn with_heartbeat(mut self, hb: Arc<Heartbeat>) -> Self {
+        self.heartbeat = Some(hb);
+        self
+    }
+
+    /// The heartbeat to make at the program's first system call, if any.
+    pub fn heartbeat(&self) -> Option<&Arc<Heartbeat>> {
+        self.heartbeat.as_ref()
     }
 
     /// The listener for `port`, if the program listens there.

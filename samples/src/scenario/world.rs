@@ -451,14 +451,8 @@ impl World {
 
 /// Builds `samples/kms/enclave` (the enclave program) statically; returns its path.
 pub fn build_kms_enclave() -> Result<PathBuf, ScenarioError> {
-    let manifest = crate::enclave_apps::samples_dir().join("kms/enclave/Cargo.toml");
-    let dir = crate::enclave_apps::build_static_crate(
-        &manifest,
-        &crate::enclave_apps::target_dir().join("kms-enclave"),
-    )
-    .map_err(|reason| ScenarioError::Build {
+    crate::enclave_apps::kms_enclave().map_err(|reason| ScenarioError::Build {
         what: "kms-enclave".into(),
         reason,
-    })?;
-    Ok(dir.join("kms-enclave"))
+    })
 }
