@@ -4,7 +4,7 @@
 //! shared through `Arc` so opening a file copies nothing. Path resolution follows Linux: absolute
 //! or relative paths, `.`/`..`/repeated slashes normalized, `..` at the root stays there,
 //! symlinks followed up to [`MAX_SYMLINK_HOPS`] times. A synthetic `/dev` directory always
-//! exists, with the kernel's own device nodes ([`Device`]: `/dev/null`, `/dev/nsm`) unless the
+//! exists, with the kernel's own device nodes ([`Device`]: `/dev/null`, `/dev/nsm`, `/dev/random`, `/dev/urandom`) unless the
 //! image puts something at their paths; `/proc`, `/sys` and `/tmp` do not (writes fail with
 //! `EROFS` anyway).
 
@@ -68,17 +68,23 @@ pub enum Device {
     Null,
     /// `/dev/nsm`: the Nitro Secure Module.
     Nsm,
+    /// `/dev/random`: the host's randomness (`getrandom(2)`), never blocking.
+    Random,
+    /// `/dev/urandom`: the same, as libraries that fall back to it expect.
+    Urandom,
 }
 
 impl Device {
     /// Every device, in the order they are added to `/dev`.
-    pub const ALL: [Device; 2] = [Device::Null, Device::Nsm];
+    pub const ALL: [Device; 4] = [Device::Null, Device::Nsm, Device::Random, Device::Urandom];
 
     /// Its name under `/dev`.
     pub fn name(self) -> &'static str {
         match self {
             Device::Null => "null",
             Device::Nsm => "nsm",
+            Device::Random => "random",
+            Device::Urandom => "urandom",
         }
     }
 
@@ -88,6 +94,8 @@ impl Device {
         match self {
             Device::Null => libc::makedev(1, 3),
             Device::Nsm => libc::makedev(10, 124),
+            Device::Random => libc::makedev(1, 8),
+            Device::Urandom => libc::makedev(1, 9),
         }
     }
 }
