@@ -306,6 +306,44 @@ impl<'a> UserMemory<'a> {
         self.ram.read(addr, buf)
     }
 
+    /// Runs `f` with the host address of the program's `addr..addr+len` (checked as for
+    /// [`UserMemory::copy_in`]), for host calls that read guest memory themselves (`send`), so
+    /// data moves without a copy in the VMM. The address stays valid during `f`; the program's
+    /// other threads may change the bytes meanwhile, as they may during a Linux `write`.
+    pub fn with_host_range<R>(
+        &self,
+        addr: u64,
+        len: u64,
+        f: impl FnOnce(*const u8, usize) -> R,
+    ) -> Result<R, Fault> {
+        self.check(addr, len)?;
+        let n = usize::try_from(len).map_err(|_| Fault)?;
+        let off = usize::try_from(addr).map_err(|_| Fault)?;
+        if n == 0 {
+            return Ok(f(std::ptr::null(), 0));
+        }
+        // `check` bounded `addr + len` by the size of the mapping that `host` starts.
+        Ok(f(self.ram.host.wrapping_add(off).cast_const(), n))
+    }
+
+    /// Like [`UserMemory::with_host_range`] for host calls that write guest memory (`recv`):
+    /// the range is checked as for [`UserMemory::copy_out`].
+    pub fn with_host_range_mut<R>(
+        &self,
+        addr: u64,
+        len: u64,
+        f: impl FnOnce(*mut u8, usize) -> R,
+    ) -> Result<R, Fault> {
+        self.check_writable(addr, len)?;
+        let n = usize::try_from(len).map_err(|_| Fault)?;
+        let off = usize::try_from(addr).map_err(|_| Fault)?;
+        if n == 0 {
+            return Ok(f(std::ptr::null_mut(), 0));
+        }
+        // `check_writable` bounded `addr + len` by the size of the mapping `host` starts.
+        Ok(f(self.ram.host.wrapping_add(off), n))
+    }
+
     /// Copies `len` bytes from the program into a new vector (the caller bounds `len`).
     pub fn copy_in_vec(&self, addr: u64, len: usize) -> Result<Vec<u8>, Fault> {
         let mut v = vec![0u8; len];

@@ -111,6 +111,30 @@ pub trait FileOps: Send + Sync {
     fn host_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// Reads into guest memory `addr..addr+len` at the current offset without a host copy,
+    /// for files that can put data straight into guest memory (host streams); `more`: data
+    /// already moved in this call, so return 0 instead of waiting (as
+    /// [`FileOps::read_more`]). `None`: use [`FileOps::read`] with a copy.
+    fn read_guest(
+        &self,
+        _mem: &crate::memory::UserMemory<'_>,
+        _addr: u64,
+        _len: u64,
+        _more: bool,
+    ) -> Option<SysResult> {
+        None
+    }
+    /// Writes guest memory `addr..addr+len` at the current offset without a host copy, for
+    /// files that can take it straight from guest memory (host streams); `None`: use
+    /// [`FileOps::write`] with a copy.
+    fn write_guest(
+        &self,
+        _mem: &crate::memory::UserMemory<'_>,
+        _addr: u64,
+        _len: u64,
+    ) -> Option<SysResult> {
+        None
+    }
     /// The socket behind this file, if it is one.
     fn as_socket(&self) -> Option<&dyn super::socket::Socket> {
         None

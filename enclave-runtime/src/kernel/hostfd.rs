@@ -166,6 +166,61 @@ impl HostFile {
         u64::try_from(n).map_err(|_| last_errno())
     }
 
+    /// Sends the program's `addr..addr+len` on this socket straight from guest memory (no copy
+    /// in the VMM), waiting for room unless `dontwait` or the guest's non-blocking mode.
+    pub fn send_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+        dontwait: bool,
+    ) -> SysResult {
+        let fd = self.fd.as_raw_fd();
+        let once = || {
+            mem.with_host_range(addr, len, |ptr, n| {
+                // SAFETY: `ptr..ptr+n` is mapped guest memory, valid during this closure
+                // (`with_host_range`); the kernel only reads it. The fd is ours.
+                let sent = unsafe { libc::send(fd, ptr.cast(), n, libc::MSG_NOSIGNAL) };
+                u64::try_from(sent).map_err(|_| last_errno())
+            })
+            .map_err(|_| Errno::EFAULT)?
+        };
+        let r = if dontwait {
+            once()
+        } else {
+            self.blocking(libc::POLLOUT, Self::deadline(&self.send_timeout), once)
+        };
+        if r == Err(Errno(libc::ECONNRESET)) {
+            return Err(Errno::EPIPE);
+        }
+        r
+    }
+
+    /// Receives into the program's `addr..addr+len` straight from this socket (no copy in the
+    /// VMM), waiting for data unless `dontwait` or the guest's non-blocking mode.
+    pub fn recv_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+        dontwait: bool,
+    ) -> SysResult {
+        let fd = self.fd.as_raw_fd();
+        let once = || {
+            mem.with_host_range_mut(addr, len, |ptr, n| {
+                // SAFETY: `ptr..ptr+n` is mapped, writable guest memory, valid during this
+                // closure (`with_host_range_mut`); the kernel writes at most `n` bytes there.
+                let got = unsafe { libc::recv(fd, ptr.cast(), n, libc::MSG_DONTWAIT) };
+                u64::try_from(got).map_err(|_| last_errno())
+            })
+            .map_err(|_| Errno::EFAULT)?
+        };
+        if dontwait {
+            return once();
+        }
+        self.blocking(libc::POLLIN, Self::deadline(&self.recv_timeout), once)
+    }
+
     /// Runs `op` until it stops returning `EAGAIN`, waiting for `events` in between (unless the
     /// guest asked for non-blocking mode).
     pub fn blocking<F: FnMut() -> SysResult>(
@@ -209,6 +264,31 @@ impl FileOps for HostFile {
             return Err(Errno::EPIPE);
         }
         r
+    }
+
+    fn read_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+        more: bool,
+    ) -> Option<SysResult> {
+        if self.kind != HostKind::Socket {
+            return None;
+        }
+        Some(match self.recv_guest(mem, addr, len, more) {
+            Err(e) if more && e == Errno::EAGAIN => Ok(0),
+            r => r,
+        })
+    }
+
+    fn write_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+    ) -> Option<SysResult> {
+        (self.kind == HostKind::Socket).then(|| self.send_guest(mem, addr, len, false))
     }
 
     fn stat(&self) -> Result<Stat, Errno> {

@@ -82,6 +82,28 @@ pub trait Socket: Send + Sync {
     fn recv(&self, buf: &mut [u8], flags: i32) -> Result<u64, Errno>;
     /// `send` with flags (`MSG_DONTWAIT`).
     fn send(&self, data: &[u8], flags: i32) -> Result<u64, Errno>;
+    /// `send` straight from the program's `addr..addr+len` (no copy in the VMM); `None`: the
+    /// socket or the flags need [`Socket::send`].
+    fn send_guest(
+        &self,
+        _mem: &crate::memory::UserMemory<'_>,
+        _addr: u64,
+        _len: u64,
+        _flags: i32,
+    ) -> Option<Result<u64, Errno>> {
+        None
+    }
+    /// `recv` straight into the program's `addr..addr+len`; `None`: the socket or the flags
+    /// (`MSG_PEEK`, `MSG_WAITALL`) need [`Socket::recv`].
+    fn recv_guest(
+        &self,
+        _mem: &crate::memory::UserMemory<'_>,
+        _addr: u64,
+        _len: u64,
+        _flags: i32,
+    ) -> Option<Result<u64, Errno>> {
+        None
+    }
     /// `setsockopt` for the options std and tokio set; others `ENOPROTOOPT`.
     fn set_option(&self, level: i32, name: i32, value: &[u8]) -> Result<(), Errno>;
     /// `getsockopt`: the value bytes.

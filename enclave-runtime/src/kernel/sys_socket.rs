@@ -293,17 +293,23 @@ fn send_buf(s: &dyn Socket, c: &Ctx<'_, '_>, buf: u64, len: u64, flags: i32) -> 
     let mut tmp = Vec::new();
     while done < len {
         let n = usize::try_from((len - done).min(CHUNK as u64)).map_err(|_| Errno::EINVAL)?;
-        tmp.resize(n, 0);
         let at = buf.checked_add(done).ok_or(Errno::EFAULT)?;
-        if let Err(e) = c.mem.copy_in(at, &mut tmp) {
-            return if done > 0 { Ok(done) } else { Err(e.into()) };
-        }
         let more = if done > 0 {
             flags | libc::MSG_DONTWAIT
         } else {
             flags
         };
-        match s.send(&tmp, more) {
+        let sent = match s.send_guest(c.mem, at, n as u64, more) {
+            Some(r) => r,
+            None => {
+                tmp.resize(n, 0);
+                if let Err(e) = c.mem.copy_in(at, &mut tmp) {
+                    return if done > 0 { Ok(done) } else { Err(e.into()) };
+                }
+                s.send(&tmp, more)
+            }
+        };
+        match sent {
             Ok(w) => {
                 done += w;
                 if w < n as u64 {
@@ -321,6 +327,9 @@ fn send_buf(s: &dyn Socket, c: &Ctx<'_, '_>, buf: u64, len: u64, flags: i32) -> 
 fn recv_buf(s: &dyn Socket, c: &Ctx<'_, '_>, buf: u64, len: u64, flags: i32) -> SysResult {
     let len = len.min(0x7fff_f000).min(CHUNK as u64 * 16);
     c.mem.check_writable(buf, len.min(CHUNK as u64))?;
+    if let Some(got) = s.recv_guest(c.mem, buf, len.min(CHUNK as u64), flags) {
+        return got;
+    }
     let n = usize::try_from(len.min(CHUNK as u64)).map_err(|_| Errno::EINVAL)?;
     let mut tmp = vec![0u8; n];
     let got = s.recv(&mut tmp, flags)?;

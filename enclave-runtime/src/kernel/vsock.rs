@@ -468,6 +468,38 @@ impl Socket for VsockSocket {
         s.write(data)
     }
 
+    fn send_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+        flags: i32,
+    ) -> Option<Result<u64, Errno>> {
+        if flags & !(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) != 0 {
+            return None;
+        }
+        Some(
+            self.stream()
+                .and_then(|s| s.send_guest(mem, addr, len, flags & libc::MSG_DONTWAIT != 0)),
+        )
+    }
+
+    fn recv_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+        flags: i32,
+    ) -> Option<Result<u64, Errno>> {
+        if flags & !libc::MSG_DONTWAIT != 0 {
+            return None;
+        }
+        Some(
+            self.stream()
+                .and_then(|s| s.recv_guest(mem, addr, len, flags & libc::MSG_DONTWAIT != 0)),
+        )
+    }
+
     fn set_option(&self, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
         const AF_VSOCK_LEVEL: i32 = 40;
         match (level, name) {
@@ -539,6 +571,31 @@ impl FileOps for VsockSocket {
         self.stream()?.write(data)
     }
 
+    fn read_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+        more: bool,
+    ) -> Option<SysResult> {
+        match self.stream() {
+            Ok(s) => s.read_guest(mem, addr, len, more),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn write_guest(
+        &self,
+        mem: &crate::memory::UserMemory<'_>,
+        addr: u64,
+        len: u64,
+    ) -> Option<SysResult> {
+        match self.stream() {
+            Ok(s) => s.write_guest(mem, addr, len),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         Ok(Stat {
             mode: libc::S_IFSOCK | 0o777,
@@ -601,6 +658,23 @@ macro_rules! delegate_file {
             $(fn $name(&self, $($arg: $ty),*) -> $ret { self.0.$name($($arg),*) })*
             fn as_socket(&self) -> Option<&dyn Socket> {
                 Some(&self.0)
+            }
+            fn write_guest(
+                &self,
+                mem: &crate::memory::UserMemory<'_>,
+                addr: u64,
+                len: u64,
+            ) -> Option<SysResult> {
+                self.0.write_guest(mem, addr, len)
+            }
+            fn read_guest(
+                &self,
+                mem: &crate::memory::UserMemory<'_>,
+                addr: u64,
+                len: u64,
+                more: bool,
+            ) -> Option<SysResult> {
+                self.0.read_guest(mem, addr, len, more)
             }
         }
     };

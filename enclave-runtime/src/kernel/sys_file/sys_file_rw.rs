@@ -56,6 +56,20 @@ fn read_segs(
             if mem.check_writable(addr, n).is_err() {
                 return partial(total, Errno::EFAULT);
             }
+            if pos.is_none() {
+                if let Some(got) = file.read_guest(mem, addr, n, total > 0) {
+                    let got = match got {
+                        Ok(g) => g.min(n),
+                        Err(e) => return partial(total, e),
+                    };
+                    total += got;
+                    done += got;
+                    if got < n {
+                        return Ok(total);
+                    }
+                    continue;
+                }
+            }
             let n_us = usize::try_from(n).map_err(|_| Errno::EINVAL)?;
             buf.resize(n_us, 0);
             let got = match pos {
@@ -106,11 +120,25 @@ fn write_segs(
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(CHUNK);
-            let n_us = usize::try_from(n).map_err(|_| Errno::EINVAL)?;
-            buf.resize(n_us, 0);
             let Some(addr) = base.checked_add(done) else {
                 return partial(total, Errno::EFAULT);
             };
+            if pos.is_none() {
+                if let Some(put) = file.write_guest(mem, addr, n) {
+                    let put = match put {
+                        Ok(w) => w.min(n),
+                        Err(e) => return partial(total, e),
+                    };
+                    total += put;
+                    done += put;
+                    if put < n {
+                        return Ok(total);
+                    }
+                    continue;
+                }
+            }
+            let n_us = usize::try_from(n).map_err(|_| Errno::EINVAL)?;
+            buf.resize(n_us, 0);
             if mem.copy_in(addr, &mut buf).is_err() {
                 return partial(total, Errno::EFAULT);
             }

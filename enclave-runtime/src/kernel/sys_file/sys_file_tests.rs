@@ -65,6 +65,10 @@ fn entry(path: &str, mode: u32, data: &[u8]) -> TreeEntry {
 
 impl Env {
     fn new() -> Self {
+        Self::with_vsock(None)
+    }
+
+    fn with_vsock(vsock: Option<Arc<crate::kernel::vsock::VsockHub>>) -> Self {
         let tree = ImageTree::new(vec![
             entry("init", libc::S_IFREG | 0o755, b"\x7fELF"),
             entry("etc/hostname", libc::S_IFREG | 0o644, b"enclave\n"),
@@ -87,7 +91,7 @@ impl Env {
             console: Some(console.clone()),
             hostname: "enclave".to_string(),
             bare: false,
-            vsock: None,
+            vsock,
             nsm: None,
         };
         let mm = mm::AddressSpace::new(0x40_0000, 0x80_0000).unwrap();
@@ -680,4 +684,74 @@ fn poll_reports_bad_fds() {
     );
     e.ram.write(BUF, &b).unwrap();
     assert_eq!(e.call(libc::SYS_ppoll, &[BUF, 4, 0, 0, 8]), 3);
+}
+
+/// read/write/sendto/recvfrom on a connected vsock socket move data straight between guest
+/// memory and the host socket: contents intact, a bad guest buffer is EFAULT and consumes
+/// nothing, MSG_DONTWAIT without data is EAGAIN, the parent's close gives EOF and then EPIPE.
+#[test]
+fn vsock_io_straight_from_and_to_guest_memory() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("vsock-io-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let parent = std::os::unix::net::UnixListener::bind(dir.join("vsock.sock_7000")).unwrap();
+    let hub = crate::kernel::vsock::VsockHub::new(16, vec![dir.clone()]);
+    let mut e = Env::with_vsock(Some(Arc::new(hub)));
+    let fd = e.call(libc::SYS_socket, &[40, 1, 0]);
+    assert!(fd >= 0, "socket: {fd}");
+    let fd = u(fd);
+    let mut addr = [0u8; 16];
+    addr[..2].copy_from_slice(&40u16.to_le_bytes());
+    addr[4..8].copy_from_slice(&7000u32.to_le_bytes());
+    addr[8..12].copy_from_slice(&3u32.to_le_bytes());
+    e.ram.write(PATH, &addr).unwrap();
+    assert_eq!(e.call(libc::SYS_connect, &[fd, PATH, 16]), 0);
+    let (mut peer, _) = parent.accept().unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+
+    // Enclave → parent: write and sendto, 100 KiB of pattern then 5 bytes.
+    let data: Vec<u8> = (0..100 * 1024u32)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    e.ram.write(BUF, &data).unwrap();
+    let len = data.len() as u64;
+    assert_eq!(e.call(libc::SYS_write, &[fd, BUF, len]), len.cast_signed());
+    assert_eq!(e.call(libc::SYS_sendto, &[fd, BUF, 5, 0, 0, 0]), 5);
+    let mut got = vec![0u8; data.len() + 5];
+    peer.read_exact(&mut got).unwrap();
+    assert!(got[..data.len()] == data[..], "write contents");
+    assert_eq!(&got[data.len()..], &data[..5]);
+    // A bad source is EFAULT and sends nothing.
+    assert_eq!(e.call(libc::SYS_write, &[fd, 0x10, 10]), neg(libc::EFAULT));
+    assert_eq!(
+        e.call(libc::SYS_sendto, &[fd, 0x10, 10, 0, 0, 0]),
+        neg(libc::EFAULT)
+    );
+
+    // Parent → enclave: read and recvfrom into guest memory.
+    let dontwait = u64::from(libc::MSG_DONTWAIT.cast_unsigned());
+    assert_eq!(
+        e.call(libc::SYS_recvfrom, &[fd, BUF, 64, dontwait, 0, 0]),
+        neg(libc::EAGAIN)
+    );
+    peer.write_all(b"hello world").unwrap();
+    // A bad destination is EFAULT and consumes nothing.
+    assert_eq!(e.call(libc::SYS_read, &[fd, 0x10, 5]), neg(libc::EFAULT));
+    assert_eq!(
+        e.call(libc::SYS_recvfrom, &[fd, 0x10, 5, 0, 0, 0]),
+        neg(libc::EFAULT)
+    );
+    assert_eq!(e.call(libc::SYS_read, &[fd, BUF, 5]), 5);
+    assert_eq!(e.get(BUF, 5), b"hello");
+    assert_eq!(e.call(libc::SYS_recvfrom, &[fd, BUF + 100, 64, 0, 0, 0]), 6);
+    assert_eq!(e.get(BUF + 100, 6), b" world");
+
+    // The parent goes: end of stream, then EPIPE.
+    drop(peer);
+    assert_eq!(e.call(libc::SYS_read, &[fd, BUF, 5]), 0);
+    assert_eq!(e.call(libc::SYS_write, &[fd, BUF, 5]), neg(libc::EPIPE));
+    assert_eq!(e.call(libc::SYS_close, &[fd]), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
