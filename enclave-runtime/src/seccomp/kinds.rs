@@ -12,18 +12,15 @@ fn int(v: i32) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
-/// Socket I/O on descriptors the thread already holds (accepted or handed over).
+/// Stream I/O on sockets the thread already holds (accepted or handed over): reads, writes,
+/// time-outs (`SO_RCVTIMEO`/`SO_SNDTIMEO`), `try_clone` (`F_DUPFD_CLOEXEC`), shutdown.
 fn socket_io() -> Vec<Allow> {
     all(&[
         libc::SYS_recvfrom,
         libc::SYS_sendto,
-        libc::SYS_recvmsg,
-        libc::SYS_sendmsg,
         libc::SYS_shutdown,
         libc::SYS_setsockopt,
-        libc::SYS_getsockopt,
         libc::SYS_fcntl,
-        libc::SYS_poll,
     ])
 }
 
@@ -36,6 +33,10 @@ pub fn vcpu(pid: u32) -> Vec<Allow> {
     v.extend(common::spawn());
     v.extend(socket_io());
     v.extend(all(&[
+        libc::SYS_recvmsg,
+        libc::SYS_sendmsg,
+        libc::SYS_getsockopt,
+        libc::SYS_poll,
         libc::SYS_ppoll,
         libc::SYS_epoll_create1,
         libc::SYS_epoll_ctl,

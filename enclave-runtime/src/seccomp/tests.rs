@@ -150,3 +150,21 @@ fn log_mode_lets_a_forbidden_call_through() {
     assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
 }
+
+#[test]
+fn lists_stay_small() {
+    // A guard against lists growing unnoticed: raising a bound needs a reason in review.
+    for (kind, bound) in [
+        (ThreadKind::Vcpu, 55),
+        (ThreadKind::Control, 40),
+        (ThreadKind::Vsock, 40),
+        (ThreadKind::Daemon, 45),
+    ] {
+        let n = distinct(&kinds::list(kind, 1)).len();
+        println!("{}: {n} system calls", kind.name());
+        assert!(
+            n <= bound,
+            "{kind:?} allows {n} system calls (bound {bound})"
+        );
+    }
+}
