@@ -370,11 +370,10 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     };
     tracing::info!(?outcome, "enclave ended");
     // Give everything back before anyone hears of the end, so that a launch right after a
-    // waiter returns finds the CPUs and memory free: the vCPU thread scrubbed guest memory
-    // when it dropped the enclave; now the claim goes.
+    // waiter returns finds the CPUs and memory free. The vCPU thread dropped the enclave, but
+    // the stopper and kernel handles still keep guest memory alive: dropping them scrubs and
+    // unmaps it; then the claim goes.
     let _ = vcpu_thread.join();
-    // The stopper and kernel handles keep guest memory alive: drop them so that it is scrubbed
-    // and unmapped before the claim goes.
     drop(stopper);
     drop(kernel);
     res.release_claim();
