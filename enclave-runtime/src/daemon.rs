@@ -21,6 +21,7 @@ use crate::kernel::heartbeat::Heartbeat;
 use crate::kernel::vsock::VsockHub;
 use crate::memory::Backing;
 use crate::pool::{self, Claim, ClaimRequest, MemoryBacking, PoolPaths};
+use crate::seccomp::{self, ThreadKind};
 use crate::threads::Stopper;
 use crate::vcpu::Outcome;
 use crate::vmm::{self, LaunchConfig};
@@ -85,6 +86,9 @@ pub enum DaemonError {
     /// vCPU thread.
     #[error("cannot start the vCPU thread")]
     Thread(#[source] std::io::Error),
+    /// Seccomp filters.
+    #[error("cannot set up the VMM's seccomp filters")]
+    Seccomp(#[from] seccomp::SeccompError),
 }
 
 static TERM: AtomicBool = AtomicBool::new(false);
@@ -178,6 +182,10 @@ impl Drop for Resources {
 /// # Safety-relevant
 /// `status_fd` must be a pipe inherited from the launcher (or -1 for none); it is taken over.
 pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
+    // Before anything is opened: drop whatever the launcher's parent leaked into us, and keep
+    // memory out of core dumps and /proc/<pid>/mem of processes without CAP_SYS_PTRACE.
+    crate::harden::close_inherited_fds((status_fd >= 0).then_some(status_fd));
+    crate::harden::set_not_dumpable();
     let mut status = (status_fd >= 0).then(|| {
         // SAFETY: the launcher passes a pipe write end it created for this process and does not
         // use it otherwise; we become its only owner.
@@ -208,6 +216,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         path: run_dir.clone(),
         source,
     })?;
+    let seccomp_mode = seccomp::init(seccomp::Mode::from_env())?;
     let _ = register_signal_handler(libc::SIGTERM, on_term);
     let _ = register_signal_handler(libc::SIGINT, on_term);
 
@@ -259,6 +268,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     res.cgroup_move = Some((
         cancel_tx,
         std::thread::spawn(move || {
+            seccomp::enter_keeping_capabilities(ThreadKind::Daemon);
             if cancel_rx.recv_timeout(CGROUP_MOVE_DELAY) == Err(mpsc::RecvTimeoutError::Timeout) {
                 if let Err(e) = mover.attach_process(std::process::id()) {
                     tracing::warn!(error = %e, "cannot move the VMM into the enclave's cpuset");
@@ -330,6 +340,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         .into(),
         measurements: enclave.measurements.to_json(),
         attestation: attestation.status(),
+        seccomp: seccomp_mode.as_str().into(),
         outcome: None,
     };
     write_state(&run_dir, &info);
@@ -356,6 +367,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     let vcpu_thread = std::thread::Builder::new()
         .name("vcpu0".into())
         .spawn(move || {
+            seccomp::enter(ThreadKind::Vcpu);
             if go_rx.recv() != Ok(true) {
                 let _ = out_tx.send(Outcome::Terminated);
                 return;
@@ -367,6 +379,8 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
             let _ = ended_tx.send(Event::Ended(outcome));
         })
         .map_err(DaemonError::Thread)?;
+    // Every other thread is up and locked down: now the main thread (teardown only from here).
+    seccomp::enter(ThreadKind::Daemon);
     let started = Instant::now();
     let limit = heartbeat_timeout();
     let mut released = !req.hold_for_console;
@@ -415,9 +429,12 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     };
     tracing::info!(?outcome, "enclave ended");
     // Give everything back before anyone hears of the end, so that a launch right after a
-    // waiter returns finds the CPUs and memory free: the vCPU thread scrubbed guest memory
-    // when it dropped the enclave; now the claim goes.
+    // waiter returns finds the CPUs and memory free. The vCPU thread dropped the enclave, but
+    // the stopper and kernel handles still keep guest memory alive: dropping them scrubs and
+    // unmaps it; then the claim goes.
     let _ = vcpu_thread.join();
+    drop(stopper);
+    drop(kernel);
     res.release_claim();
     shared.finish(outcome.clone());
     if let Some(mut i) = shared.info() {

@@ -81,6 +81,7 @@ pub fn serve(dir: &Path, hub: Arc<VsockHub>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("vsock-host".into())
         .spawn(move || {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Vsock);
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 if active.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {

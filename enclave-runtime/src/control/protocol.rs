@@ -17,6 +17,11 @@ pub enum Request {
     Wait,
     /// Stream the console (debug mode only). Also releases a launch held for the console.
     Console,
+    /// Hidden test hook: the control thread makes a system call its seccomp filter forbids,
+    /// which kills the VMM (see `seccomp::forbidden_call`). Only root reaches the 0600 socket,
+    /// and root can end the VMM anyway (`Terminate`, `kill -9`), so this grants nothing new.
+    #[serde(rename = "__seccomp_selftest")]
+    SeccompSelftest,
 }
 
 /// Enclave description, in nitro-cli's `describe-enclaves` shape plus our fields.
@@ -56,6 +61,9 @@ pub struct EnclaveInfo {
     /// Whether `/dev/nsm` signs attestation documents: `available`, or `unavailable: <why>`.
     #[serde(default)]
     pub attestation: String,
+    /// Seccomp mode of the VMM: `kill`, or `log`/`off` when debugging (`ENCLAVE_SECCOMP`).
+    #[serde(default)]
+    pub seccomp: String,
     /// Outcome once the program has ended.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<Outcome>,

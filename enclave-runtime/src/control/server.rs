@@ -114,6 +114,7 @@ pub fn serve(path: &Path, shared: Arc<Shared>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Control);
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 if shared.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
@@ -179,6 +180,18 @@ fn handle(conn: UnixStream, shared: &Shared) {
                 reply(&mut conn, &Reply::Ended(o));
             }
             shared.pending_waits.fetch_sub(1, Ordering::AcqRel);
+        }
+        Request::SeccompSelftest => {
+            tracing::warn!("seccomp self-test requested: making a forbidden system call");
+            let passed = crate::seccomp::forbidden_call();
+            reply(
+                &mut conn,
+                &Reply::Error(format!(
+                    "the forbidden call did not kill the VMM (seccomp mode {}; it {})",
+                    crate::seccomp::mode().map_or("not set up", |m| m.as_str()),
+                    if passed { "succeeded" } else { "failed" }
+                )),
+            );
         }
         Request::Console => {
             let debug = shared.info().is_some_and(|i| i.flags == "DEBUG_MODE");
