@@ -351,29 +351,26 @@ impl World {
 
     /// Creates key `key_id` with `policy` in the key service's store.
     pub fn create_key(&self, key_id: &str, policy: &Value) -> Result<(), ScenarioError> {
-        let path = self.write_policy(key_id, policy)?;
-        let state = self.kms_state_dir();
-        self.kms_cli([
-            OsString::from("create-key"),
-            "--state-dir".into(),
-            state.into(),
-            "--key-id".into(),
-            key_id.into(),
-            "--policy".into(),
-            path.into(),
-            "--json".into(),
-        ])?;
-        Ok(())
+        self.key_command("create-key", key_id, policy)
     }
 
     /// Replaces the policy of key `key_id`.
     pub fn put_key_policy(&self, key_id: &str, policy: &Value) -> Result<(), ScenarioError> {
+        self.key_command("put-key-policy", key_id, policy)
+    }
+
+    /// `kms <command> --state-dir … --key-id <key_id> --policy <file>`.
+    fn key_command(
+        &self,
+        command: &str,
+        key_id: &str,
+        policy: &Value,
+    ) -> Result<(), ScenarioError> {
         let path = self.write_policy(key_id, policy)?;
-        let state = self.kms_state_dir();
         self.kms_cli([
-            OsString::from("put-key-policy"),
+            OsString::from(command),
             "--state-dir".into(),
-            state.into(),
+            self.kms_state_dir().into(),
             "--key-id".into(),
             key_id.into(),
             "--policy".into(),
