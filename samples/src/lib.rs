@@ -11,9 +11,12 @@
 //!   `samples/kms/enclave/` (own cargo project, `kms-enclave`).
 //! - [`scenario`]: the KMS story (pool, CA, key service, vsock-proxy, `kms-enclave`) as a
 //!   library for `kms-demo` (the README's main command), the tests harness and the benchmark.
+//! - `vsock-proxy` (`samples/vsock-proxy/main.rs` over [`vsock_proxy`]): forwards an enclave's
+//!   CID-3 port to an allowlisted host:port, as AWS's vsock-proxy.
 //! - `benches/vsock_bench.rs`: vsock throughput and round trips against a Unix socketpair.
 
 pub mod enclave_apps;
 pub mod kms;
 pub mod scenario;
 pub mod scratch;
+pub mod vsock_proxy;
