@@ -115,6 +115,43 @@ impl KmsHarness {
         })
     }
 
+    /// Replaces the world CA's host intermediate with one that expired yesterday (signed by the
+    /// same root, same name), so every enclave launched from now on attests with an expired
+    /// chain. The root stays: documents still chain to the pinned root, only too late.
+    pub fn expire_intermediate(&self) -> Result<(), ScenarioError> {
+        let dir = self.world.ca_dir();
+        let root_key =
+            keys::read_private_key(&dir.join(attestation::ca::ROOT_KEY)).map_err(harness_err)?;
+        let (root, _) =
+            keys::read_certificate(&dir.join(attestation::ca::ROOT_CERT)).map_err(harness_err)?;
+        let key = attestation::ca::generate_key().map_err(harness_err)?;
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let intermediate = cert::issue(
+            cert::CertProfile::intermediate(),
+            "CN=enclave host intermediate CA,O=enclave",
+            key.verifying_key(),
+            Some((&root, &root_key)),
+            None,
+            now - 2 * day,
+            now - day,
+        )
+        .map_err(harness_err)?;
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(ScenarioError::io(format!("write {}", path.display())))
+        };
+        write(
+            attestation::ca::INTERMEDIATE_KEY,
+            keys::key_to_pem(&key).map_err(harness_err)?,
+        )?;
+        write(
+            attestation::ca::INTERMEDIATE_CERT,
+            keys::cert_to_pem(&intermediate).map_err(harness_err)?,
+        )
+    }
+
     /// `image` signed by `signer` (enclave sign-eif), written to `<name>.eif`, with its new
     /// measurements (PCR8 included).
     pub fn signed(

@@ -145,7 +145,7 @@ fn debug_mode_enclave_is_refused_and_attests_zero_pcrs() {
 
 #[test]
 #[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
-fn expired_chain_and_tampered_documents_are_refused_by_the_verifier() {
+fn stale_foreign_and_tampered_documents_are_refused_by_the_verifier() {
     let h = harness();
     let enclave = h.launch(&h.image, false).expect("launch");
     let nonce = b"verifier nonce".to_vec();
@@ -155,17 +155,13 @@ fn expired_chain_and_tampered_documents_are_refused_by_the_verifier() {
     let policy = h.policy(&nonce).expect("policy");
     attestation::verify(&doc, &policy).expect("the untouched document verifies now");
 
-    // Long after the enclave's leaf certificate expired: the chain no longer verifies.
+    // Far in the future the document is stale, but its chain was valid when it was made.
     let later = SystemTime::now() + Duration::from_secs(400 * 86_400);
-    let expired = h
-        .policy(&nonce)
-        .expect("policy")
-        .at_time(later)
-        .with_max_age(None);
-    match attestation::verify(&doc, &expired) {
-        Err(VerifyError::CertificateExpired { .. }) => {}
-        other => panic!("expected an expired certificate, got {other:?}"),
-    }
+    let late = h.policy(&nonce).expect("policy").at_time(later);
+    assert!(matches!(
+        attestation::verify(&doc, &late),
+        Err(VerifyError::Stale { .. })
+    ));
     // Stale for a policy that allows one second, a little later.
     let stale = h
         .policy(&nonce)
@@ -191,6 +187,24 @@ fn expired_chain_and_tampered_documents_are_refused_by_the_verifier() {
             "byte {i} flipped still verifies"
         );
     }
+}
+
+#[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
+fn expired_chain_is_refused_by_the_key_service_and_the_verifier() {
+    let h = harness();
+    h.expire_intermediate().expect("expire the intermediate");
+    let enclave = h.launch(&h.image, false).expect("launch");
+    assert_refused(h.release(&enclave), "AccessDeniedException", &["expired"]);
+    let nonce = b"expired nonce".to_vec();
+    let doc = h.document(&enclave, &nonce).expect("document");
+    match attestation::verify(&doc, &h.policy(&nonce).expect("policy")) {
+        Err(VerifyError::CertificateExpired { subject, .. }) => {
+            assert!(subject.contains("intermediate"), "expired: {subject}");
+        }
+        other => panic!("expected an expired intermediate, got {other:?}"),
+    }
+    enclave.terminate().expect("terminate");
 }
 
 #[test]
