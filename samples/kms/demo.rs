@@ -240,8 +240,12 @@ fn run(args: &Args, s: &mut Steps) -> anyhow::Result<Value> {
     s.done(&format!("{allows} allowed, {denies} denied"));
 
     s.step("Cleaning up: services stopped, enclaves terminated, pool released");
+    let dir = world.dir().to_owned();
     drop(world);
-    s.done("nothing left behind");
+    if dir.exists() {
+        bail!("the working directory {} was not removed", dir.display());
+    }
+    s.done("pool released, working directory removed");
 
     Ok(json!({
         "Result": "ok",
