@@ -132,6 +132,7 @@ fn round_trip(s: UnixStream, data: Arc<Vec<u8>>) -> Vec<u8> {
 
 /// [`round_trip`], with the first I/O error instead of a panic.
 fn try_round_trip(s: UnixStream, data: Arc<Vec<u8>>) -> std::io::Result<Vec<u8>> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = s.try_clone()?;
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         w.write_all(&data)?;
