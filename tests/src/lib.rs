@@ -14,6 +14,8 @@
 //! - [`host`] reads host state: the cpuset mount, `nr_hugepages`, processes.
 //! - [`elf`] reads ELF program headers (static linking checks).
 //! - [`expect`] holds the exact output of each guest program.
+//! - [`watch`] runs a debug enclave in the background and watches its console, the VMM's
+//!   memory and log (hostile-guest tests).
 
 pub mod cli;
 pub mod elf;
@@ -27,6 +29,7 @@ pub mod paths;
 pub mod pool;
 pub mod run;
 pub mod testenv;
+pub mod watch;
 
 pub use cli::{enclave_bin, run_cli};
 pub use error::HarnessError;
