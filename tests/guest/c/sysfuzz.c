@@ -231,7 +231,7 @@ static void tame(long nr, uint64_t a[6]) {
 }
 
 static void remember_fd(long fd) {
-    if (fd < 3 || fd >= 100000) return;
+    if (fd < 0 || fd == 1 || fd == 2 || fd >= 100000) return;
     raw6(SYS_fcntl, fd, F_SETFL, O_NONBLOCK | O_RDWR, 0, 0, 0);
     for (int i = 0; i < nfds; i++)
         if (fds[i] == fd) return;
@@ -251,7 +251,7 @@ static int returns_fd(long nr) {
 
 /* pipe/socketpair write their descriptors through a pointer: sweep for new ones. */
 static void sweep_fds(void) {
-    for (long fd = 3; fd < 128; fd++)
+    for (long fd = 0; fd < 128; fd++)
         if (raw6(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0) >= 0) remember_fd(fd);
 }
 
