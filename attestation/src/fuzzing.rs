@@ -60,3 +60,50 @@ pub fn verify_document(data: &[u8]) {
         let _ = verify(data, &f.policy);
     }
 }
+
+/// `eif_reader` target: parse; a parsed image re-encodes, and the encoding parses back to the
+/// same sections. The description (what `describe-eif` prints) never panics.
+pub fn eif_reader(data: &[u8]) {
+    let Ok(eif) = crate::eif::Eif::parse(data) else {
+        return;
+    };
+    let _ = (eif.version(), eif.kernel(), eif.cmdline(), eif.ramdisks());
+    let _ = (eif.signature(), eif.metadata(), eif.encoded_len());
+    let _ = crate::image::describe(&eif);
+    if let Ok(bytes) = eif.to_bytes() {
+        let again = crate::eif::Eif::parse(&bytes);
+        assert!(again.is_ok(), "re-encoded EIF does not parse");
+        if let Ok(again) = again {
+            assert_eq!(again.kernel(), eif.kernel(), "kernel changed on round trip");
+            assert_eq!(
+                again.ramdisks(),
+                eif.ramdisks(),
+                "ramdisks changed on round trip"
+            );
+        }
+    }
+}
+
+/// `cpio_reader` target: read; entries that were read write back into an archive that reads
+/// as the same entries (plus the parent directories the writer adds).
+pub fn cpio_reader(data: &[u8]) {
+    let Ok(entries) = crate::cpio::read(data) else {
+        return;
+    };
+    if let Ok(bytes) = crate::cpio::write(&entries) {
+        let again = crate::cpio::read(&bytes);
+        assert!(again.is_ok(), "re-written cpio archive does not read");
+        if let Ok(again) = again {
+            let by_path: std::collections::HashMap<&str, &crate::cpio::CpioEntry> =
+                again.iter().map(|e| (e.path.as_str(), e)).collect();
+            for e in &entries {
+                let back = by_path.get(e.path.as_str());
+                assert!(
+                    back.is_some_and(|b| b.mode == e.mode && b.data == e.data),
+                    "entry {:?} changed on round trip",
+                    e.path
+                );
+            }
+        }
+    }
+}

@@ -47,3 +47,30 @@ fn verify_document_target_holds() {
     }
     verify_document(&[]);
 }
+
+#[test]
+fn eif_and_cpio_reader_targets_hold() {
+    use attestation::cpio::{self, CpioEntry};
+    use attestation::eif::EifWriter;
+    use attestation::fuzzing::{cpio_reader, eif_reader};
+    let archive = cpio::write(&[
+        CpioEntry::dir("etc", 0o755),
+        CpioEntry::file("etc/motd", 0o644, b"hello".to_vec()),
+        CpioEntry::symlink("link", "etc/motd"),
+    ])
+    .expect("cpio");
+    let mut w = EifWriter::new(b"kernel".to_vec(), b"cmdline".to_vec());
+    w.ramdisks.push(archive.clone());
+    w.metadata = Some(b"{}".to_vec());
+    let eif = w.to_bytes().expect("eif");
+    for input in mutations(&archive, 1000) {
+        cpio_reader(&input);
+    }
+    for input in mutations(&eif, 1000) {
+        eif_reader(&input);
+    }
+    cpio_reader(&archive);
+    eif_reader(&eif);
+    cpio_reader(&[]);
+    eif_reader(&[]);
+}

@@ -32,7 +32,13 @@ pub fn parse_connect(line: &[u8]) -> Option<u32> {
     rest.parse().ok()
 }
 
-fn read_line(s: &mut UnixStream) -> Option<Vec<u8>> {
+/// Reads one handshake line (at most [`MAX_LINE`] bytes, ending in `\n`) from `s` and parses
+/// it: the whole handshake parser, over any byte source (the fuzz target feeds it bytes).
+pub fn read_handshake(s: &mut impl Read) -> Option<u32> {
+    read_line(s).as_deref().and_then(parse_connect)
+}
+
+fn read_line(s: &mut impl Read) -> Option<Vec<u8>> {
     let mut line = Vec::with_capacity(MAX_LINE);
     let mut b = [0u8; 1];
     while line.len() < MAX_LINE {
@@ -51,7 +57,7 @@ fn read_line(s: &mut UnixStream) -> Option<Vec<u8>> {
 
 fn handshake(mut s: UnixStream, hub: &VsockHub, next_port: &AtomicU32) {
     let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let Some(port) = read_line(&mut s).as_deref().and_then(parse_connect) else {
+    let Some(port) = read_handshake(&mut s) else {
         return;
     };
     let Some(queue) = hub.listener(port) else {
@@ -184,5 +190,14 @@ mod tests {
         drop(listener);
         assert_eq!(ask(&dir, 5000).1, "");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn handshake_reads_one_bounded_line() {
+        assert_eq!(read_handshake(&mut &b"CONNECT 7\ndata after"[..]), Some(7));
+        assert_eq!(read_handshake(&mut &b"CONNECT 7"[..]), None, "no newline");
+        let long = format!("CONNECT {}7\n", "0".repeat(MAX_LINE));
+        assert_eq!(read_handshake(&mut long.as_bytes()), None, "over MAX_LINE");
+        assert_eq!(read_handshake(&mut &b""[..]), None);
     }
 }

@@ -24,6 +24,8 @@ pub const C_PROGRAMS: &[&str] = &[
     "spin",
     "exit_code",
     "hostile",
+    "sysfuzz",
+    "abuse",
 ];
 
 /// The Rust guest programs shipped in `tests/guest/` (each its own cargo project).

@@ -16,6 +16,8 @@
 //! - [`expect`] holds the exact output of each guest program.
 //! - [`kms`]: the attestation and key-release harness ([`kms::KmsHarness`]): the key service,
 //!   `vsock-proxy` and `kms-enclave` images, with fault injection.
+//! - [`watch`] runs a debug enclave in the background and watches its console, the VMM's
+//!   memory and log (hostile-guest tests).
 
 pub mod cli;
 pub mod elf;
@@ -30,6 +32,7 @@ pub mod paths;
 pub mod pool;
 pub mod run;
 pub mod testenv;
+pub mod watch;
 
 pub use cli::{enclave_bin, run_cli};
 pub use error::HarnessError;

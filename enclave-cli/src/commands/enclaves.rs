@@ -60,11 +60,17 @@ pub fn describe(_json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn terminate_one(paths: &PoolPaths, id: &str) -> anyhow::Result<()> {
+/// Terminates enclave `id`. An enclave that is already gone is an error, unless `gone_ok`
+/// (`--all`: an enclave listed a moment ago may have ended by itself since); returns whether
+/// it was still there.
+fn terminate_one(paths: &PoolPaths, id: &str, gone_ok: bool) -> anyhow::Result<bool> {
     pool::validate_enclave_id(id)
         .context("not an enclave id (they look like enc-0123456789abcdef)")?;
     let dir = paths.run_dir(id);
     if !dir.exists() {
+        if gone_ok {
+            return Ok(false);
+        }
         bail!("no enclave {id} is running; see `enclave describe-enclaves`");
     }
     let control = Control::new(&dir);
@@ -73,7 +79,7 @@ fn terminate_one(paths: &PoolPaths, id: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + TERMINATE_GRACE;
         while Instant::now() < deadline {
             if !dir.exists() {
-                return Ok(());
+                return Ok(true);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -88,7 +94,7 @@ fn terminate_one(paths: &PoolPaths, id: &str) -> anyhow::Result<()> {
     if dir.exists() && !paths.claim_file(id).exists() {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// `terminate-enclave`.
@@ -104,7 +110,9 @@ pub fn terminate(a: &TerminateArgs, _json: bool) -> anyhow::Result<i32> {
     };
     let mut results = Vec::new();
     for id in ids {
-        terminate_one(&paths, &id)?;
+        if !terminate_one(&paths, &id, a.all)? {
+            continue;
+        }
         results.push(serde_json::json!({ "EnclaveID": id, "Terminated": true }));
     }
     if a.enclave_id.is_some() {

@@ -124,7 +124,17 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
     });
     // The VMM is a session leader of its own now; reap it in the background if it exits early.
     child.reap_in_background();
-    let info = match status? {
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            // The VMM died (or was killed) before reporting: nothing else will remove the run
+            // directory made for it; its claim, if it made one, goes with the next command's
+            // reclaim of dead VMMs.
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(e);
+        }
+    };
+    let info = match status {
         LaunchStatus::Ready(info) => info,
         LaunchStatus::Failed(msg) => {
             let _ = std::fs::remove_dir_all(&run_dir);
