@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing enclave needs on a fresh Debian machine (idempotent):
-# gcc with a static glibc (test programs are static ELFs), rustfmt and clippy.
+# gcc with a static glibc (test programs are static ELFs), g++ (libFuzzer), rustfmt and clippy.
 set -euo pipefail
 need=()
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v g++ >/dev/null 2>&1 || need+=(g++)   # libFuzzer (cargo-fuzz smoke run)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
