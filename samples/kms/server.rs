@@ -106,18 +106,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "Error": e.to_string(), "Causes": causes })
-                );
-            } else {
-                eprintln!("error: {e}");
-                for c in causes {
-                    eprintln!("  caused by: {c}");
-                }
-            }
+            samples::cli_error::print_error("kms-server", e.as_ref(), args.json);
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@
 //!   CID-3 port to an allowlisted host:port, as AWS's vsock-proxy.
 //! - `benches/vsock_bench.rs`: vsock throughput and round trips against a Unix socketpair.
 
+pub mod cli_error;
 pub mod enclave_apps;
 pub mod kms;
 pub mod scenario;

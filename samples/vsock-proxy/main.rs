@@ -153,19 +153,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "Error": e.to_string(), "Causes": causes })
-                );
-            } else {
-                eprint!("vsock-proxy: error: {e}");
-                for c in causes {
-                    eprint!(": {c}");
-                }
-                eprintln!();
-            }
+            samples::cli_error::print_error("vsock-proxy", e.as_ref(), args.json);
             ExitCode::FAILURE
         }
     }
