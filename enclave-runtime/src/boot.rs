@@ -37,9 +37,10 @@ pub const STAR: u64 = (0x10 << 48) | (0x08 << 32);
 pub const FMASK: u64 = 0x47700;
 
 /// Permission bits of one 4 KiB page of the small-page area.
-fn small_page_flags(addr: u64, plan: &LoadPlan) -> u64 {
+fn small_page_flags(addr: u64, plan: &LoadPlan, guard: (u64, u64)) -> u64 {
     const USER_RW: u64 = PTE_P | PTE_RW | PTE_US | PTE_NX;
     match addr {
+        a if (guard.0..guard.1).contains(&a) => 0,
         a if a < layout::GDT_ADDR => 0,
         a if a < layout::IDT_ADDR => PTE_P | PTE_RW | PTE_NX,
         a if a < layout::STUB_PAGE => PTE_P | PTE_NX,
@@ -82,6 +83,7 @@ fn write_page_tables(ram: &GuestRam, plan: &LoadPlan) -> Result<(), Fault> {
     let pd_doorbell = pds + gibs * layout::PAGE_SIZE;
     let pts = pd_doorbell + layout::PAGE_SIZE;
     let small_end = size.min(layout::SMALL_PAGE_AREA_END);
+    let guard = layout::stack_guard(size);
     let pt_count = small_end / layout::LARGE_PAGE_SIZE;
     if pts + pt_count * layout::PAGE_SIZE > layout::SYSTEM_AREA_END {
         return Err(Fault);
@@ -103,6 +105,8 @@ fn write_page_tables(ram: &GuestRam, plan: &LoadPlan) -> Result<(), Fault> {
         let addr = chunk * layout::LARGE_PAGE_SIZE;
         let entry = if addr < small_end {
             (pts + chunk * layout::PAGE_SIZE) | upper
+        } else if (guard.0..guard.1).contains(&addr) {
+            0
         } else {
             addr | PTE_P | PTE_RW | PTE_US | PTE_PS | PTE_NX
         };
@@ -113,7 +117,7 @@ fn write_page_tables(ram: &GuestRam, plan: &LoadPlan) -> Result<(), Fault> {
     let mut pt = Vec::with_capacity(usize::try_from(pt_count * 4096).unwrap_or(0));
     let mut addr = 0;
     while addr < small_end {
-        let f = small_page_flags(addr, plan);
+        let f = small_page_flags(addr, plan, guard);
         let e = if f == 0 { 0 } else { addr | f };
         pt.extend_from_slice(&e.to_le_bytes());
         addr += layout::PAGE_SIZE;
@@ -322,5 +326,27 @@ mod tests {
             walk(&ram, 512 << 20).is_none(),
             "nothing past guest memory but the doorbell"
         );
+    }
+
+    #[test]
+    fn the_page_below_the_stack_is_never_mapped() {
+        // 64 MiB: the guard is a 4 KiB page; 512 MiB: a 2 MiB page (large-page area).
+        for (mib, guard_len) in [(64u64, layout::PAGE_SIZE), (512, layout::LARGE_PAGE_SIZE)] {
+            let size = mib << 20;
+            let ram = GuestRam::new(size, Backing::Anonymous).unwrap();
+            write_system_area(&ram, &plan()).unwrap();
+            let (start, end) = layout::stack_guard(size);
+            assert_eq!((end - start, end), (guard_len, layout::stack_bottom(size)));
+            assert_eq!(walk(&ram, start), None, "{mib} MiB: guard start mapped");
+            assert_eq!(walk(&ram, end - 8), None, "{mib} MiB: guard end mapped");
+            assert!(
+                walk(&ram, end).is_some(),
+                "{mib} MiB: stack bottom unmapped"
+            );
+            assert!(
+                walk(&ram, start - 8).is_some(),
+                "{mib} MiB: mmap top unmapped"
+            );
+        }
     }
 }

@@ -38,7 +38,7 @@ pub fn elf_loader(data: &[u8]) {
         );
     }
     let size = layout::MIN_GUEST_MEMORY;
-    if plan.image_end >= layout::stack_bottom(size) {
+    if plan.image_end >= layout::mmap_top(size) {
         return;
     }
     let Some(ram) = ram() else {

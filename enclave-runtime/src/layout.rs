@@ -12,7 +12,7 @@
 //! 0x0001_0000  page tables (PML4, PDPT, PDs, PTs)     supervisor
 //! 0x0020_0000  (2 MiB) program image area: ELF segments at their own permissions
 //!   ...        brk heap grows up from the image end; mmap area grows down from the stack
-//! top − STACK  initial stack (argv/envp/auxv strings at its top)
+//! top − STACK  initial stack (argv/envp/auxv strings at its top), an unmapped guard page below
 //! DOORBELL     not backed by memory: a guest write here is an MMIO exit to the VMM
 //! ```
 
@@ -94,6 +94,25 @@ pub const TSS_SIZE: u64 = 104;
 /// Top of the stack region for a guest of `mem_size` bytes.
 pub fn stack_top(mem_size: u64) -> u64 {
     mem_size
+}
+
+/// The guard below the stack region: never mapped (a runaway stack faults there instead of
+/// running into the mmap area), one page of the size that maps it: 4 KiB in the small-page
+/// area, 2 MiB above it.
+pub fn stack_guard(mem_size: u64) -> (u64, u64) {
+    let bottom = stack_bottom(mem_size);
+    let size = if bottom <= SMALL_PAGE_AREA_END {
+        PAGE_SIZE
+    } else {
+        LARGE_PAGE_SIZE
+    };
+    (bottom.saturating_sub(size), bottom)
+}
+
+/// Highest address (exclusive) the program's heap and mmap area may use: the stack guard's
+/// start.
+pub fn mmap_top(mem_size: u64) -> u64 {
+    stack_guard(mem_size).0
 }
 
 /// Lowest address of the stack region.

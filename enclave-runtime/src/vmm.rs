@@ -193,11 +193,11 @@ fn build(
         .checked_mul(1 << 20)
         .ok_or(MemoryError::BadSize { size: u64::MAX })?;
     let ram = Arc::new(GuestRam::new(size, config.backing)?);
-    let stack_bottom = layout::stack_bottom(size);
-    if plan.image_end >= stack_bottom {
+    let mmap_top = layout::mmap_top(size);
+    if plan.image_end >= mmap_top {
         return Err(VmmError::TooSmall {
             image_end: plan.image_end,
-            avail: stack_bottom,
+            avail: mmap_top,
         });
     }
     boot::write_system_area(&ram, &plan).map_err(|_| VmmError::Layout)?;
@@ -244,10 +244,12 @@ fn build(
         .filter(|s| !s.perms.write)
         .map(|s| (s.addr, s.addr + s.mem_len))
         .collect();
-    let mm = AddressSpace::new(plan.image_end, stack_bottom).map_err(|_| VmmError::TooSmall {
-        image_end: plan.image_end,
-        avail: stack_bottom,
-    })?;
+    let mm = AddressSpace::new(plan.image_end, mmap_top)
+        .map_err(|_| VmmError::TooSmall {
+            image_end: plan.image_end,
+            avail: mmap_top,
+        })?
+        .with_stack_start(layout::stack_bottom(size));
     let tree = ImageTree::new(img.tree).map_err(VmmError::Tree)?;
     let late = late()?;
     if let Some(m) = late.measurements {

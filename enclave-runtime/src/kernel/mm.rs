@@ -38,8 +38,10 @@ struct Accessible {
     area_start: u64,
     /// Top of the heap (page-aligned break).
     brk_top: u64,
-    /// End of the area (stack bottom); everything above it up to guest memory end is stack.
+    /// End of the area; above it the stack guard (inaccessible), then the stack.
     area_end: u64,
+    /// Start of the stack: everything from here up to guest memory end is stack.
+    stack_start: u64,
     /// Mappings: start → end.
     maps: BTreeMap<u64, u64>,
 }
@@ -51,12 +53,12 @@ impl MapView {
         let a = self.0.read().unwrap_or_else(PoisonError::into_inner);
         let mut at = start;
         while at < end {
-            if at < a.area_start || at >= a.area_end {
-                at = if at < a.area_start {
-                    a.area_start
-                } else {
-                    return true;
-                };
+            if at >= a.area_end {
+                // The guard between the area and the stack is never accessible.
+                return at >= a.stack_start.max(a.area_end);
+            }
+            if at < a.area_start {
+                at = a.area_start;
                 continue;
             }
             if at < a.brk_top {
@@ -97,6 +99,7 @@ impl AddressSpace {
             area_start: start,
             brk_top: start,
             area_end,
+            stack_start: area_end,
             maps: BTreeMap::new(),
         })));
         Ok(Self {
@@ -105,6 +108,13 @@ impl AddressSpace {
             brk: start,
             view,
         })
+    }
+
+    /// Declares the stack to start at `stack_start` (≥ the area's end): the gap between them is
+    /// the stack guard, which system calls must not touch either.
+    pub fn with_stack_start(self, stack_start: u64) -> Self {
+        self.write().stack_start = stack_start.max(self.area_end);
+        self
     }
 
     /// The accessibility view for [`crate::memory::UserMemory`].
@@ -375,6 +385,21 @@ mod tests {
         let ram = GuestRam::new(32 << 20, Backing::Anonymous).unwrap();
         let asp = AddressSpace::new(0x60_0000, 24 << 20).unwrap();
         (ram, asp)
+    }
+
+    #[test]
+    fn the_stack_guard_is_inaccessible_to_system_calls() {
+        let a = AddressSpace::new(0x40_0000, 0x100_0000)
+            .unwrap()
+            .with_stack_start(0x100_1000);
+        let view = a.view();
+        assert!(!view.accessible(0x100_0000, 0x100_0008), "guard");
+        assert!(
+            !view.accessible(0x100_0ff8, 0x100_1008),
+            "across the guard into the stack"
+        );
+        assert!(view.accessible(0x100_1000, 0x100_2000), "stack");
+        assert!(view.accessible(0x1000, 0x2000), "below the area: the image");
     }
 
     #[test]
