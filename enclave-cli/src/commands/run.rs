@@ -109,7 +109,7 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
         )
     })?;
     let (read_end, write_end) = status_pipe()?;
-    let started = super::vmm_process::start(&request, log, &write_end, &read_end);
+    let started = super::vmm_process::start(&request, log, &write_end);
     drop(write_end);
     let _heartbeat = heartbeat.start(LAUNCH_TIMEOUT);
     let mut child = match started {

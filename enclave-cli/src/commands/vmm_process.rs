@@ -55,16 +55,14 @@ fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
 }
 
-/// Starts the VMM for `request`: its output goes to `log`, its status line to `status_write`;
-/// `status_read` (the launcher's end) is closed in the child.
+/// Starts the VMM for `request`: its output goes to `log`, its status line to `status_write`.
 pub fn start(
     request: &LaunchRequest,
     log: File,
     status_write: &OwnedFd,
-    status_read: &OwnedFd,
 ) -> anyhow::Result<VmmChild> {
     if single_threaded() {
-        return fork_vmm(request, &log, status_write, status_read);
+        return fork_vmm(request, &log, status_write);
     }
     spawn_vmm(request, log, status_write)
 }
@@ -73,7 +71,6 @@ fn fork_vmm(
     request: &LaunchRequest,
     log: &File,
     status_write: &OwnedFd,
-    status_read: &OwnedFd,
 ) -> anyhow::Result<VmmChild> {
     let null = File::open("/dev/null").context("cannot open /dev/null")?;
     // SAFETY: this process has a single thread (checked by the caller), so the child is a
@@ -86,37 +83,20 @@ fn fork_vmm(
     if pid > 0 {
         return Ok(VmmChild::Forked(pid));
     }
-    // The child: its own session, stdio redirected, the launcher's end of the pipe closed.
+    // The child: its own session, stdio redirected.
     // SAFETY: plain system calls on descriptors this process owns; dup2 replaces 0/1/2.
     unsafe {
         libc::setsid();
         libc::dup2(null.as_raw_fd(), 0);
         libc::dup2(log.as_raw_fd(), 1);
         libc::dup2(log.as_raw_fd(), 2);
-        libc::close(status_read.as_raw_fd());
     }
-    close_inherited(status_write.as_raw_fd());
+    // `daemon::run_vmm` starts by closing every other descriptor the launcher had (its end of
+    // the status pipe, the heartbeat listener, the log's original).
     // The VMM takes the write end over; the `OwnedFd` that also names it in this copy of the
     // launcher's memory is never dropped, as this function does not return.
     let code = daemon::run_vmm(request, status_write.as_raw_fd());
     std::process::exit(code);
-}
-
-/// Closes every descriptor of the forked VMM above stderr except `keep` (the status pipe): the
-/// launcher's other descriptors (its heartbeat listener, the log's original) are not the VMM's.
-fn close_inherited(keep: i32) {
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
-        // SAFETY: closing a descriptor number this process does not use any more; the
-        // directory handle that listed them is already closed, and a stale number fails
-        // harmlessly with EBADF.
-        unsafe { libc::close(fd) };
-    }
 }
 
 fn spawn_vmm(
