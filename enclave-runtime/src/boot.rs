@@ -46,6 +46,9 @@ fn small_page_flags(addr: u64, plan: &LoadPlan, guard: (u64, u64)) -> u64 {
         a if a < layout::STUB_PAGE => PTE_P | PTE_NX,
         a if a < layout::EXCEPTION_STACK_BOTTOM => PTE_P | PTE_US,
         a if a < layout::EXCEPTION_STACK_TOP => PTE_P | PTE_RW | PTE_NX,
+        a if a < layout::fastio::SHARED_PAGE => 0,
+        a if a < layout::fastio::CONFIG_PAGE => USER_RW,
+        a if a < layout::fastio::END => PTE_P | PTE_US | PTE_NX,
         a if a < layout::IMAGE_MIN => 0,
         a => {
             let end = a + layout::PAGE_SIZE;
@@ -317,6 +320,14 @@ mod tests {
         let stub = walk(&ram, layout::STUB_PAGE).unwrap();
         assert!(stub & PTE_US != 0 && stub & PTE_RW == 0 && stub & PTE_NX == 0);
         assert!(walk(&ram, layout::PAGE_TABLES_START).is_none());
+        let shared = walk(&ram, layout::fastio::SHARED_PAGE).unwrap();
+        assert!(shared & PTE_US != 0 && shared & PTE_RW != 0 && shared & PTE_NX != 0);
+        let config = walk(&ram, layout::fastio::CONFIG_PAGE).unwrap();
+        assert!(
+            config & PTE_US != 0 && config & PTE_RW == 0 && config & PTE_NX != 0,
+            "the program only reads the fast-I/O configuration"
+        );
+        assert!(walk(&ram, layout::fastio::END).is_none());
         let high = walk(&ram, (300 << 20) + 0x1234).unwrap();
         assert_eq!(high & 0x000f_ffff_ffe0_0000, 300 << 20);
         assert!(high & PTE_NX != 0);

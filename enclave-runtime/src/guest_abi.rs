@@ -7,7 +7,7 @@
 use crate::layout;
 
 /// Current guest ABI version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Magic at the start of the Kernel section.
 pub const MAGIC: &[u8; 16] = b"ENCLAVE-GUESTABI";
 
@@ -28,13 +28,11 @@ pub enum AbiError {
     Mismatch,
 }
 
-/// `movabs [imm64], al` (A2 imm64): the syscall stub. Under kvm_pvm `syscall` reaches it at
-/// CPL 3 and under hardware KVM at CPL 0; either way the write exits to the VMM, which returns
-/// to the caller itself (no `sysretq`).
-pub fn syscall_stub() -> [u8; 9] {
-    let mut s = [0xa2, 0, 0, 0, 0, 0, 0, 0, 0];
-    s[1..9].copy_from_slice(&layout::DOORBELL_SYSCALL.to_le_bytes());
-    s
+/// The syscall stub (see [`crate::syscall_stub`]). Under kvm_pvm `syscall` reaches it at CPL 3
+/// and under hardware KVM at CPL 0; its doorbell write exits to the VMM, which returns to the
+/// caller itself (no `sysretq`); at CPL 3 its vsock fast path returns by itself.
+pub fn syscall_stub() -> &'static [u8] {
+    crate::syscall_stub::syscall_stub()
 }
 
 /// `mov al, v; movabs [imm64], al; hlt; jmp <hlt>`: the stub for exception vector `v`.
@@ -49,7 +47,7 @@ pub fn stub_page() -> Vec<u8> {
     let size = usize::try_from(layout::PAGE_SIZE).unwrap_or(4096);
     let mut page = vec![0xccu8; size];
     let s = syscall_stub();
-    page[..s.len()].copy_from_slice(&s);
+    page[..s.len()].copy_from_slice(s);
     for v in 0..layout::IDT_VECTORS {
         let off = usize::try_from(
             layout::EXCEPTION_STUBS - layout::STUB_PAGE + v * layout::EXCEPTION_STUB_SIZE,
@@ -112,9 +110,12 @@ mod tests {
     #[test]
     fn stubs_target_the_doorbell() {
         let s = syscall_stub();
-        assert_eq!(s[0], 0xa2);
+        assert!(s.len() as u64 <= layout::EXCEPTION_STUBS - layout::SYSCALL_STUB);
+        // It ends with the doorbell write: `movabs [DOORBELL_SYSCALL], al`.
+        let tail = &s[s.len() - 9..];
+        assert_eq!(tail[0], 0xa2);
         assert_eq!(
-            u64::from_le_bytes(s[1..9].try_into().unwrap()),
+            u64::from_le_bytes(tail[1..9].try_into().unwrap()),
             layout::DOORBELL_SYSCALL
         );
         let e = exception_stub(14);

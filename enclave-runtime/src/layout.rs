@@ -9,9 +9,12 @@
 //! 0x0000_2000  IDT (32 vectors × 16 bytes)           supervisor, read-only for the guest
 //! 0x0000_3000  stubs: LSTAR syscall stub + exception stubs   user, read + execute
 //! 0x0000_4000  exception stack (TSS.RSP0), 2 pages   supervisor, read-write
+//! 0x0000_7000  fast-I/O shared page (locks, heads, register saves)   user, read-write
+//! 0x0000_8000  fast-I/O config page (enabled, tails, rings, gate)    user, read-only
 //! 0x0001_0000  page tables (PML4, PDPT, PDs, PTs)     supervisor
 //! 0x0020_0000  (2 MiB) program image area: ELF segments at their own permissions
-//!   ...        brk heap grows up from the image end; mmap area grows down from the stack
+//!   ...        brk heap grows up from the image end; mmap area grows down from the rings
+//!   ...        vsock transmit rings (TX_RINGS × TX_RING_SIZE), user read-write
 //! top − STACK  initial stack (argv/envp/auxv strings at its top), an unmapped guard page below
 //! DOORBELL     not backed by memory: a guest write here is an MMIO exit to the VMM
 //! ```
@@ -34,13 +37,72 @@ pub const STUB_PAGE: u64 = 0x3000;
 /// The LSTAR target: `mov [DOORBELL], al`.
 pub const SYSCALL_STUB: u64 = STUB_PAGE;
 /// First exception stub; vector `v`'s stub is at `EXCEPTION_STUBS + v * EXCEPTION_STUB_SIZE`.
-pub const EXCEPTION_STUBS: u64 = STUB_PAGE + 0x100;
+/// The syscall stub (with its vsock fast path) fits in the bytes before it.
+pub const EXCEPTION_STUBS: u64 = STUB_PAGE + 0x400;
 /// Bytes reserved for each exception stub.
 pub const EXCEPTION_STUB_SIZE: u64 = 16;
 /// Bottom of the exception stack.
 pub const EXCEPTION_STACK_BOTTOM: u64 = 0x4000;
 /// Top of the exception stack (TSS.RSP0), two pages.
 pub const EXCEPTION_STACK_TOP: u64 = 0x6000;
+/// The fast-I/O pages: a guest `write`/`send` on a connected vsock socket is copied into that
+/// socket's transmit ring by the syscall stub itself and the VMM is only notified through an
+/// in-kernel eventfd (no exit to the VMM process); see `kernel::fastio`. Two pages: one the
+/// program may write (per-descriptor locks, producer heads and the stub's register saves) and
+/// one it may only read (what the VMM decides: which descriptors are enabled, consumer tails,
+/// ring placement, the gate and the user address bounds). Each array has one `u64` per
+/// descriptor below [`FASTIO_FDS`], indexed by the descriptor number.
+pub mod fastio {
+    use super::{DOORBELL, PAGE_SIZE};
+
+    /// Descriptors `0..FASTIO_FDS` may use the fast path.
+    pub const FASTIO_FDS: u64 = 64;
+    /// The page the program may write.
+    pub const SHARED_PAGE: u64 = 0x7000;
+    /// Per-descriptor lock (bit 0), taken by the stub with `lock bts`.
+    pub const LOCK: u64 = SHARED_PAGE;
+    /// Per-descriptor producer position (bytes ever written), advanced by the stub.
+    pub const HEAD: u64 = SHARED_PAGE + 0x200;
+    /// Saved `rcx` (return address) while the stub holds the descriptor's lock.
+    pub const SAVE_RCX: u64 = SHARED_PAGE + 0x400;
+    /// Saved `r11` (flags).
+    pub const SAVE_R11: u64 = SHARED_PAGE + 0x600;
+    /// Saved `rsi` (buffer).
+    pub const SAVE_RSI: u64 = SHARED_PAGE + 0x800;
+    /// Saved `rax` (system-call number).
+    pub const SAVE_RAX: u64 = SHARED_PAGE + 0xa00;
+    /// The page the program may only read.
+    pub const CONFIG_PAGE: u64 = SHARED_PAGE + PAGE_SIZE;
+    /// Per-descriptor: non-zero when the descriptor's writes may take the fast path.
+    pub const ENABLED: u64 = CONFIG_PAGE;
+    /// Per-descriptor consumer position (bytes the VMM has sent on).
+    pub const TAIL: u64 = CONFIG_PAGE + 0x200;
+    /// Per-descriptor ring address.
+    pub const BASE: u64 = CONFIG_PAGE + 0x400;
+    /// Per-descriptor ring size − 1 (sizes are powers of two).
+    pub const MASK: u64 = CONFIG_PAGE + 0x600;
+    /// One byte: non-zero once the VMM has seen the stub run at CPL 3 (kvm_pvm). Under
+    /// hardware KVM the stub runs at CPL 0, this stays zero and every call exits as before.
+    pub const GATE: u64 = CONFIG_PAGE + 0x800;
+    /// Lowest user address a fast write may read from.
+    pub const USER_MIN: u64 = CONFIG_PAGE + 0x808;
+    /// End of guest memory.
+    pub const MEM_TOP: u64 = CONFIG_PAGE + 0x810;
+    /// Start of the (unmapped) stack guard.
+    pub const GUARD_START: u64 = CONFIG_PAGE + 0x818;
+    /// End of the stack guard.
+    pub const GUARD_END: u64 = CONFIG_PAGE + 0x820;
+    /// End of the two pages.
+    pub const END: u64 = CONFIG_PAGE + PAGE_SIZE;
+    /// The stub's notification: a write here signals an eventfd inside the host kernel
+    /// (`KVM_IOEVENTFD`) and the vCPU goes on without leaving KVM.
+    pub const DOORBELL_KICK: u64 = DOORBELL + 16;
+    /// Transmit rings (one per fast descriptor at a time).
+    pub const TX_RINGS: u64 = 4;
+    /// Bytes per transmit ring (a power of two).
+    pub const TX_RING_SIZE: u64 = 1 << 20;
+}
+
 /// Start of the page-table area.
 pub const PAGE_TABLES_START: u64 = 0x1_0000;
 /// End (exclusive) of the page-table area and of the system area.
@@ -109,10 +171,20 @@ pub fn stack_guard(mem_size: u64) -> (u64, u64) {
     (bottom.saturating_sub(size), bottom)
 }
 
-/// Highest address (exclusive) the program's heap and mmap area may use: the stack guard's
-/// start.
+/// The vsock transmit rings: `fastio::TX_RINGS` rings of `fastio::TX_RING_SIZE` bytes right
+/// below the stack guard.
+pub fn tx_rings(mem_size: u64) -> (u64, u64) {
+    let end = stack_guard(mem_size).0;
+    (
+        end.saturating_sub(fastio::TX_RINGS * fastio::TX_RING_SIZE),
+        end,
+    )
+}
+
+/// Highest address (exclusive) the program's heap and mmap area may use: the start of the
+/// transmit rings.
 pub fn mmap_top(mem_size: u64) -> u64 {
-    stack_guard(mem_size).0
+    tx_rings(mem_size).0
 }
 
 /// Lowest address of the stack region.

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod memory;
 pub mod seccomp;
 pub mod stack;
+pub mod syscall_stub;
 pub mod threads;
 pub mod vcpu;
 pub mod vmm;

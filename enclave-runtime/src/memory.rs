@@ -145,6 +145,47 @@ impl GuestRam {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// Reads the u64 at `addr` (8-aligned) atomically with acquire ordering: a value the guest
+    /// publishes with a store after its data (the fast-I/O ring heads).
+    pub fn load_u64_acquire(&self, addr: u64) -> Result<u64, Fault> {
+        if !addr.is_multiple_of(8) {
+            return Err(Fault);
+        }
+        self.range(addr, 8)?;
+        self.mem
+            .load::<u64>(GuestAddress(addr), std::sync::atomic::Ordering::Acquire)
+            .map_err(|_| Fault)
+    }
+
+    /// Stores `value` at `addr` (8-aligned) atomically with the given ordering (the fast-I/O
+    /// configuration the guest's stub reads).
+    pub fn store_u64(
+        &self,
+        addr: u64,
+        value: u64,
+        order: std::sync::atomic::Ordering,
+    ) -> Result<(), Fault> {
+        if !addr.is_multiple_of(8) {
+            return Err(Fault);
+        }
+        self.range(addr, 8)?;
+        self.mem
+            .store(value, GuestAddress(addr), order)
+            .map_err(|_| Fault)
+    }
+
+    /// Runs `f` with the host address of guest-physical `addr..addr+len` (VMM-owned areas such
+    /// as the transmit rings), for host calls that read guest memory themselves (`send`).
+    pub fn with_host_range<R>(
+        &self,
+        addr: u64,
+        len: u64,
+        f: impl FnOnce(*const u8, usize) -> R,
+    ) -> Result<R, Fault> {
+        let (ptr, n) = self.host_range(addr, len)?;
+        Ok(f(ptr.cast_const(), n))
+    }
+
     /// Fills `addr..addr+len` with zeros.
     pub fn fill_zero(&self, addr: u64, len: u64) -> Result<(), Fault> {
         let (start, n) = self.host_range(addr, len)?;

@@ -317,6 +317,13 @@ impl Vcpu {
             match exit {
                 Exit::Crash(reason) => return VcpuEnd::Program(crash(&reason, regs.rip)),
                 Exit::Doorbell(addr, _) if addr == layout::DOORBELL_SYSCALL => {
+                    if let Some(f) = kernel.fastio() {
+                        if !f.gate_open() {
+                            // The stub's privilege level decides whether it may return by
+                            // itself (kvm_pvm: CPL 3) or must exit (hardware KVM: CPL 0).
+                            f.note_stub_cpl(sregs.cs.selector & 3);
+                        }
+                    }
                     let nr = regs.rax;
                     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
                     let mut cpu = SregsCpu {

@@ -21,6 +21,9 @@ use crate::stack::{self, StackError};
 use crate::threads::{Stopper, Threads};
 use crate::vcpu::{Outcome, Vcpu, VcpuError};
 
+/// Longest the end of a program waits for its transmit rings to reach the parent.
+const EXIT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why an enclave could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
@@ -272,6 +275,9 @@ fn build(
             .map(|a| Arc::new(a.device(&img.measurements, config.debug))),
     };
     let kernel = Arc::new(Kernel::new(kconfig, size, mm, Arc::new(tree)));
+    if let Some(fastio) = fast_io(&vm, &ram, &kernel) {
+        kernel.set_fastio(fastio);
+    }
     let threads = Threads::new(kvm, vm, &kernel, ram.clone(), read_only);
     kernel.set_spawner(threads.clone());
     Ok(Enclave {
@@ -289,14 +295,45 @@ fn build(
     })
 }
 
+/// The vsock fast path of an enclave with vsock: an eventfd signalled from inside KVM at the
+/// stub's kick address, and the rings' state. Without it (no vsock, or `KVM_IOEVENTFD`
+/// refused) every call takes the doorbell.
+fn fast_io(
+    vm: &kvm_ioctls::VmFd,
+    ram: &Arc<GuestRam>,
+    kernel: &Kernel,
+) -> Option<Arc<crate::kernel::fastio::FastIo>> {
+    kernel.config.vsock.as_ref()?;
+    let kick = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).ok()?;
+    let at = kvm_ioctls::IoEventAddress::Mmio(layout::fastio::DOORBELL_KICK);
+    if let Err(e) = vm.register_ioevent(&kick, &at, kvm_ioctls::NoDatamatch) {
+        tracing::debug!("no vsock fast path: KVM_IOEVENTFD failed: {e}");
+        return None;
+    }
+    match crate::kernel::fastio::FastIo::new(ram.clone(), kick, kernel.stop.clone()) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::debug!("no vsock fast path: {e:?}");
+            None
+        }
+    }
+}
+
 impl Enclave {
     /// Runs the program on the calling thread (its first thread; more threads get their own)
     /// until it ends or [`Enclave::stopper`] stops it. An enclave runs once.
     pub fn run(&mut self) -> Outcome {
-        match self.vcpu0.take() {
+        let outcome = match self.vcpu0.take() {
             Some(vcpu) => self.threads.run_main(vcpu),
-            None => Outcome::Terminated,
+            None => return Outcome::Terminated,
+        };
+        if let Some(f) = self.kernel.fastio() {
+            // What the program wrote through the fast path before it ended still reaches the
+            // parent (Linux sends a socket's queued bytes after the process is gone).
+            f.flush_all(Instant::now() + EXIT_FLUSH_LIMIT);
+            f.clear();
         }
+        outcome
     }
 
     /// A handle to end the program from another thread.

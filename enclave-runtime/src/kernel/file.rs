@@ -139,6 +139,10 @@ pub trait FileOps: Send + Sync {
     fn as_socket(&self) -> Option<&dyn super::socket::Socket> {
         None
     }
+    /// The host stream of a connected vsock socket (for the transmit fast path).
+    fn vsock_stream(&self) -> Option<Arc<super::hostfd::HostFile>> {
+        None
+    }
 }
 
 /// One descriptor slot: the description and its close-on-exec flag.
@@ -154,6 +158,8 @@ pub struct Descriptor {
 #[derive(Default)]
 pub struct FdTable {
     slots: Vec<Option<Descriptor>>,
+    /// Descriptors on the vsock fast path are taken off it before their number changes hands.
+    fastio: Option<Arc<super::fastio::FastIo>>,
 }
 
 impl FdTable {
@@ -191,6 +197,9 @@ impl FdTable {
         if self.slots.len() <= i {
             self.slots.resize_with(i + 1, || None);
         }
+        if self.slots[i].is_some() {
+            self.unbind(fd);
+        }
         self.slots[i] = Some(d);
         Ok(fd)
     }
@@ -198,10 +207,34 @@ impl FdTable {
     /// Removes a descriptor.
     pub fn remove(&mut self, fd: u64) -> Result<Descriptor, Errno> {
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
+        if self.slots.get(i).is_some_and(Option::is_some) {
+            self.unbind(fd);
+        }
         self.slots
             .get_mut(i)
             .and_then(Option::take)
             .ok_or(Errno::EBADF)
+    }
+
+    /// Installs the enclave's fast-I/O state.
+    pub fn set_fastio(&mut self, fastio: Arc<super::fastio::FastIo>) {
+        self.fastio = Some(fastio);
+    }
+
+    /// Puts descriptor `fd` on the vsock fast path when it is a connected vsock stream.
+    pub fn bind_fast(&self, fd: u64) {
+        let (Some(f), Ok(d)) = (&self.fastio, self.get(fd)) else {
+            return;
+        };
+        if let Some(stream) = d.file.vsock_stream() {
+            f.bind(fd, &stream);
+        }
+    }
+
+    fn unbind(&self, fd: u64) {
+        if let Some(f) = &self.fastio {
+            f.unbind(fd);
+        }
     }
 
     /// Number of open descriptors.

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::errno::{Errno, SysResult};
+use super::fastio::{Drained, TxRing};
 use super::file::{FileOps, Stat};
+use crate::memory::GuestRam;
 
 /// Longest single wait before the stop flag is checked again.
 const WAIT_SLICE_MS: i32 = 50;
@@ -108,6 +110,8 @@ pub struct HostFile {
     pub recv_timeout: std::sync::Mutex<Option<Duration>>,
     /// See `recv_timeout`.
     pub send_timeout: std::sync::Mutex<Option<Duration>>,
+    /// The vsock transmit ring the program's stub fills for this stream, if it has one.
+    tx: std::sync::Mutex<Option<(Arc<TxRing>, Arc<GuestRam>)>>,
 }
 
 impl HostFile {
@@ -126,7 +130,55 @@ impl HostFile {
             stop,
             recv_timeout: std::sync::Mutex::new(None),
             send_timeout: std::sync::Mutex::new(None),
+            tx: std::sync::Mutex::new(None),
         })
+    }
+
+    fn tx(&self) -> std::sync::MutexGuard<'_, Option<(Arc<TxRing>, Arc<GuestRam>)>> {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The transmit ring of this stream (vsock fast path), if any.
+    pub fn tx_ring(&self) -> Option<Arc<TxRing>> {
+        self.tx().as_ref().map(|(r, _)| r.clone())
+    }
+
+    /// Attaches or detaches the transmit ring (`kernel::fastio`).
+    pub fn set_tx_ring(&self, ring: Option<(Arc<TxRing>, Arc<GuestRam>)>) {
+        *self.tx() = ring;
+    }
+
+    /// The host socket, for a stream.
+    pub fn host_socket(&self) -> Option<RawFd> {
+        (self.kind == HostKind::Socket).then(|| self.fd.as_raw_fd())
+    }
+
+    /// Sends what the program's stub left in this stream's transmit ring, without blocking:
+    /// every other write, send or shutdown comes after it. `EAGAIN` while bytes remain.
+    pub fn flush_tx(&self) -> Result<(), Errno> {
+        let Some((ring, ram)) = self.tx().clone() else {
+            return Ok(());
+        };
+        match ring.drain(&ram, self.fd.as_raw_fd())? {
+            Drained::Empty => Ok(()),
+            Drained::Pending => Err(Errno::EAGAIN),
+        }
+    }
+
+    /// [`HostFile::flush_tx`], waiting for room (whatever the guest's blocking mode) until the
+    /// enclave stops or `limit` passes: before a shutdown, whose FIN must follow the bytes.
+    pub fn flush_tx_wait(&self, limit: Duration) -> Result<(), Errno> {
+        let deadline = Instant::now().checked_add(limit);
+        loop {
+            match self.flush_tx() {
+                Err(e) if e == Errno::EAGAIN => {
+                    wait_ready(self.fd.as_raw_fd(), libc::POLLOUT, &self.stop, deadline)?;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// The kind of file.
@@ -157,6 +209,7 @@ impl HostFile {
     pub fn try_write(&self, data: &[u8]) -> SysResult {
         let fd = self.fd.as_raw_fd();
         let n = if self.kind == HostKind::Socket {
+            self.flush_tx()?;
             // SAFETY: `data` is valid for reads of its length; the fd is ours.
             unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) }
         } else {
@@ -177,6 +230,7 @@ impl HostFile {
     ) -> SysResult {
         let fd = self.fd.as_raw_fd();
         let once = || {
+            self.flush_tx()?;
             mem.with_host_range(addr, len, |ptr, n| {
                 // SAFETY: `ptr..ptr+n` is mapped guest memory, valid during this closure
                 // (`with_host_range`); the kernel only reads it. The fd is ours.

@@ -13,6 +13,7 @@
 pub mod console;
 pub mod dev;
 pub mod errno;
+pub mod fastio;
 pub mod file;
 pub mod fs;
 pub mod futex;
@@ -180,6 +181,7 @@ pub struct Kernel {
     next_tid: AtomicU64,
     live_threads: AtomicU64,
     spawner: OnceLock<Arc<dyn ThreadSpawner>>,
+    fastio: OnceLock<Arc<fastio::FastIo>>,
     map_view: mm::MapView,
     unknown_reported: Mutex<HashSet<u64>>,
     table: table::Table,
@@ -213,9 +215,36 @@ impl Kernel {
             next_tid: AtomicU64::new(sys_proc::PID + 1),
             live_threads: AtomicU64::new(1),
             spawner: OnceLock::new(),
+            fastio: OnceLock::new(),
             map_view,
             unknown_reported: Mutex::new(HashSet::new()),
             table: table::Table::new(),
+        }
+    }
+
+    /// Installs the vsock fast path (see [`fastio`]).
+    pub fn set_fastio(&self, fastio: Arc<fastio::FastIo>) {
+        if self.fastio.set(fastio.clone()).is_ok() {
+            self.fds().set_fastio(fastio);
+        }
+    }
+
+    /// The vsock fast path, when installed.
+    pub fn fastio(&self) -> Option<&Arc<fastio::FastIo>> {
+        self.fastio.get()
+    }
+
+    /// After a `write`/`sendto` that exited to the VMM: when it went to a vsock stream that
+    /// could take the fast path through this descriptor (its ring is bound to another
+    /// descriptor of the stream, or it has none yet), bind it here, so a program writing
+    /// through a `dup` of its socket is served by the stub from its next call on.
+    pub fn after_slow_send(&self, fd: u64, file: &dyn file::FileOps) {
+        let Some(f) = self.fastio.get() else { return };
+        if !f.gate_open() || fd >= crate::layout::fastio::FASTIO_FDS {
+            return;
+        }
+        if file.vsock_stream().is_some() {
+            self.fds().bind_fast(fd);
         }
     }
 

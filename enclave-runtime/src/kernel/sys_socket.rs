@@ -216,6 +216,7 @@ fn do_accept(k: &Kernel, c: &Ctx<'_, '_>, a: &Args, flags: u64) -> SysResult {
         let _ = k.fds().remove(fd);
         return Err(e);
     }
+    k.fds().bind_fast(fd);
     Ok(fd)
 }
 
@@ -231,6 +232,7 @@ fn sys_connect(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let f = socket_of(k, a[0])?;
     let addr = read_addr(c, a[1], a[2])?;
     sock(&f)?.connect(addr)?;
+    k.fds().bind_fast(a[0]);
     Ok(0)
 }
 
@@ -389,7 +391,9 @@ fn over_segments(
 fn sys_sendto(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let f = socket_of(k, a[0])?;
     let flags = call_flags(&f, a[3], ALLOWED_SEND)?;
-    send_buf(sock(&f)?, c, a[1], a[2], flags)
+    let sent = send_buf(sock(&f)?, c, a[1], a[2], flags)?;
+    k.after_slow_send(a[0], f.as_ref());
+    Ok(sent)
 }
 
 fn sys_recvfrom(k: &Kernel, c: &mut Ctx<'_, '_>, a: &Args) -> SysResult {

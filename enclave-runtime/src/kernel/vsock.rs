@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use super::errno::{Errno, SysResult};
 use super::file::{FileOps, Stat};
+
+/// Longest a `shutdown` waits for the transmit ring to drain before its FIN.
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 use super::heartbeat::Heartbeat;
 use super::hostfd::{last_errno, poll_one, wait_ready, HostFile, HostKind};
 use super::socket::{Shutdown, Socket, VsockAddr, PARENT_CID, VMADDR_CID_ANY, VMADDR_PORT_ANY};
@@ -387,6 +390,10 @@ impl Socket for VsockSocket {
             Shutdown::Write => libc::SHUT_WR,
             Shutdown::Both => libc::SHUT_RDWR,
         };
+        if how != libc::SHUT_RD {
+            // The FIN follows what the program's stub already queued.
+            s.flush_tx_wait(SHUTDOWN_FLUSH_LIMIT)?;
+        }
         let fd = s.host_fd().ok_or(Errno(libc::ENOTCONN))?;
         // SAFETY: shutdown on a socket descriptor we own.
         if unsafe { libc::shutdown(fd, how) } != 0 {
@@ -640,6 +647,10 @@ impl FileOps for VsockSocket {
     fn as_socket(&self) -> Option<&dyn Socket> {
         Some(self)
     }
+
+    fn vsock_stream(&self) -> Option<Arc<HostFile>> {
+        self.stream().ok()
+    }
 }
 
 /// A socket returned by `accept`: it shares the listener's port, so dropping it must not free
@@ -658,6 +669,9 @@ macro_rules! delegate_file {
             $(fn $name(&self, $($arg: $ty),*) -> $ret { self.0.$name($($arg),*) })*
             fn as_socket(&self) -> Option<&dyn Socket> {
                 Some(&self.0)
+            }
+            fn vsock_stream(&self) -> Option<Arc<HostFile>> {
+                self.0.vsock_stream()
             }
             fn write_guest(
                 &self,

@@ -12,6 +12,7 @@
 //!        ├─ control ── control-conn …           (Control, at the start of `control`)
 //!        ├─ vsock-host ── vsock-handshake …     (Vsock, at the start of `vsock-host`)
 //!        ├─ vcpu0 ── vcpu-t<N> … (guest clone)  (Vcpu, at the start of `vcpu0`)
+//!        │     └─ vsock-tx (first fast stream)  (inherits Vcpu: it polls and sends)
 //!        └─ main itself                          (Daemon, after it started the others)
 //! ```
 //!

@@ -212,12 +212,14 @@ pub(crate) fn sys_read(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult
 
 pub(crate) fn sys_write(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let file = k.fds().get(fd_arg(a[0]))?.file.clone();
-    write_segs(
+    let written = write_segs(
         file.as_ref(),
         ctx.mem,
         &[(a[1], a[2].min(MAX_RW_COUNT))],
         None,
-    )
+    )?;
+    k.after_slow_send(a[0], file.as_ref());
+    Ok(written)
 }
 
 pub(crate) fn sys_pread64(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
