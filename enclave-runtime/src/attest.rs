@@ -10,12 +10,15 @@
 //! Without a usable CA the launch still works: the device serves every request but
 //! Attestation, which gets `InternalError`, and the enclave's description says why.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use attestation::ca::{Ca, LeafAttester};
+use attestation::document::{DocumentError, PayloadError};
 use attestation::eif::Eif;
+use attestation::nsm::Attester;
 use attestation::nsm::{BootPcrs, PcrBank};
 use attestation::pcr::{measure, Measurements, Pcr, PCR_ZERO};
 use attestation::signing::{self, SigError};
@@ -68,11 +71,78 @@ pub fn image_measurements(eif: &Eif) -> Result<Measurements, SigError> {
     }
 }
 
+/// A leaf being issued on another thread (off the launch's critical path): the first
+/// Attestation request waits for it. A leaf that could not be issued fails that request as
+/// an enclave without a CA does.
+pub struct PendingAttester {
+    module_id: String,
+    incoming: Mutex<Option<mpsc::Receiver<LeafAttester>>>,
+    leaf: OnceLock<Option<LeafAttester>>,
+}
+
+impl PendingAttester {
+    fn leaf(&self) -> Option<&LeafAttester> {
+        self.leaf
+            .get_or_init(|| {
+                let rx = self
+                    .incoming
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                rx.and_then(|rx| rx.recv().ok())
+            })
+            .as_ref()
+    }
+}
+
+impl Attester for PendingAttester {
+    fn module_id(&self) -> &str {
+        &self.module_id
+    }
+
+    fn attest(
+        &self,
+        pcrs: &BTreeMap<u16, Pcr>,
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+        public_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, DocumentError> {
+        match self.leaf() {
+            Some(a) => a.attest(pcrs, user_data, nonce, public_key),
+            None => Err(DocumentError::Invalid(PayloadError::Certificate(0))),
+        }
+    }
+}
+
+/// Issues a leaf from a loaded CA and hands it to the enclave's [`PendingAttester`].
+pub struct LeafIssuer {
+    ca: Ca,
+    enclave_id: String,
+    module_id: String,
+    debug: bool,
+    tx: mpsc::Sender<LeafAttester>,
+}
+
+impl LeafIssuer {
+    /// Issues the leaf (a P-384 key and its certificate, ~2 ms): the enclave can attest from
+    /// then on. A failure is logged; the enclave's Attestation requests then fail.
+    pub fn issue(self) {
+        match self.ca.issue_leaf(&self.enclave_id, LEAF_LIFETIME) {
+            Ok(leaf) => {
+                let _ = self
+                    .tx
+                    .send(LeafAttester::new(leaf, self.module_id, self.debug));
+            }
+            Err(e) => tracing::error!(error = %chain(&e), "cannot issue the enclave's leaf"),
+        }
+    }
+}
+
 /// The attestation identity of one enclave launch.
 #[derive(Clone)]
 pub struct Attestation {
     module_id: String,
-    attester: Option<Arc<LeafAttester>>,
+    attester: Option<Arc<dyn Attester + Send + Sync>>,
     unavailable: Option<String>,
     pcr4: Pcr,
 }
@@ -97,6 +167,15 @@ fn chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+fn unusable_ca(ca_dir: &Path, e: &dyn std::error::Error) -> String {
+    format!(
+        "no usable CA in {} ({}); create one with `enclave ca init` (or set {})",
+        ca_dir.display(),
+        chain(e),
+        attestation::ca::CA_DIR_ENV
+    )
+}
+
 impl Attestation {
     /// Loads the CA from `ca_dir` and issues enclave `enclave_id` a fresh P-384 leaf valid for
     /// [`LEAF_LIFETIME`]; without a usable CA, an identity that cannot sign (and says why).
@@ -110,15 +189,40 @@ impl Attestation {
                 unavailable: None,
                 pcr4: host_identity(),
             },
-            Err(e) => Self::unavailable(
-                enclave_id,
-                format!(
-                    "no usable CA in {} ({}); create one with `enclave ca init` (or set {})",
-                    ca_dir.display(),
-                    chain(&e),
-                    attestation::ca::CA_DIR_ENV
-                ),
-            ),
+            Err(e) => Self::unavailable(enclave_id, unusable_ca(ca_dir, &e)),
+        }
+    }
+
+    /// Loads the CA from `ca_dir` and returns the identity at once, with the leaf issued later
+    /// by the returned [`LeafIssuer`] (on a thread of the caller's choice; the first
+    /// Attestation request waits for it). Without a usable CA: an identity that cannot sign
+    /// (and says why), and no issuer.
+    pub fn deferred(enclave_id: &str, debug: bool, ca_dir: &Path) -> (Self, Option<LeafIssuer>) {
+        let module_id = module_id(enclave_id);
+        match Ca::load(ca_dir) {
+            Ok(ca) => {
+                let (tx, rx) = mpsc::channel();
+                let pending = PendingAttester {
+                    module_id: module_id.clone(),
+                    incoming: Mutex::new(Some(rx)),
+                    leaf: OnceLock::new(),
+                };
+                let issuer = LeafIssuer {
+                    ca,
+                    enclave_id: enclave_id.to_owned(),
+                    module_id: module_id.clone(),
+                    debug,
+                    tx,
+                };
+                let identity = Self {
+                    attester: Some(Arc::new(pending)),
+                    module_id,
+                    unavailable: None,
+                    pcr4: host_identity(),
+                };
+                (identity, Some(issuer))
+            }
+            Err(e) => (Self::unavailable(enclave_id, unusable_ca(ca_dir, &e)), None),
         }
     }
 
@@ -211,6 +315,38 @@ mod tests {
         );
         assert!(!dev.attestation_available());
         assert_eq!(dev.pcrs().describe(0).unwrap(), (true, [1; 48]));
+    }
+
+    #[test]
+    fn a_deferred_leaf_is_waited_for_by_the_first_attestation() {
+        let dir = std::env::temp_dir().join(format!("enclave-deferred-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ca::init(&dir).unwrap();
+        let (a, issuer) = Attestation::deferred("enc-00000000000000dd", false, &dir);
+        assert!(a.available(), "{}", a.status());
+        let issuer = issuer.expect("a CA gives an issuer");
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            issuer.issue();
+        });
+        let attester = a.attester.clone().unwrap();
+        let pcrs = BTreeMap::from([(0u16, [7u8; 48])]);
+        let doc = attester
+            .attest(&pcrs, None, Some(b"nonce"), None)
+            .expect("signed once the leaf arrived");
+        late.join().unwrap();
+        assert!(
+            attestation::cose::parse(&doc, 1 << 20).is_ok(),
+            "a COSE_Sign1 document"
+        );
+        // Later requests reuse the leaf.
+        assert!(attester.attest(&pcrs, None, None, None).is_ok());
+
+        // An issuer that never issues: the request fails instead of hanging.
+        let (b, issuer) = Attestation::deferred("enc-00000000000000de", false, &dir);
+        drop(issuer);
+        assert!(b.attester.unwrap().attest(&pcrs, None, None, None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
