@@ -304,7 +304,7 @@ fn fast_io(
     kernel: &Kernel,
 ) -> Option<Arc<crate::kernel::fastio::FastIo>> {
     kernel.config.vsock.as_ref()?;
-    let kick = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).ok()?;
+    let kick = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).ok()?;
     let at = kvm_ioctls::IoEventAddress::Mmio(layout::fastio::DOORBELL_KICK);
     if let Err(e) = vm.register_ioevent(&kick, &at, kvm_ioctls::NoDatamatch) {
         tracing::debug!("no vsock fast path: KVM_IOEVENTFD failed: {e}");

@@ -197,6 +197,8 @@ fn every_vmm_thread_is_filtered_without_capabilities_and_holds_only_its_own_fds(
             || t == "/dev/kvm"
             || t == "anon_inode:kvm-vm"
             || t.starts_with("anon_inode:kvm-vcpu:")
+            // The vsock fast path's kick (KVM_IOEVENTFD).
+            || t == "anon_inode:[eventfd]"
             || t.starts_with("socket:[")
     };
     let fds = fd_links(pid);
