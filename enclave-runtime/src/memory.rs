@@ -358,13 +358,10 @@ impl<'a> UserMemory<'a> {
         f: impl FnOnce(*const u8, usize) -> R,
     ) -> Result<R, Fault> {
         self.check(addr, len)?;
-        let n = usize::try_from(len).map_err(|_| Fault)?;
-        let off = usize::try_from(addr).map_err(|_| Fault)?;
-        if n == 0 {
+        if len == 0 {
             return Ok(f(std::ptr::null(), 0));
         }
-        // `check` bounded `addr + len` by the size of the mapping that `host` starts.
-        Ok(f(self.ram.host.wrapping_add(off).cast_const(), n))
+        self.ram.with_host_range(addr, len, f)
     }
 
     /// Like [`UserMemory::with_host_range`] for host calls that write guest memory (`recv`):
