@@ -318,7 +318,7 @@ impl Vcpu {
                 Exit::Crash(reason) => return VcpuEnd::Program(crash(&reason, regs.rip)),
                 Exit::Doorbell(addr, _) if addr == layout::DOORBELL_SYSCALL => {
                     if let Some(f) = kernel.fastio() {
-                        if !f.gate_open() {
+                        if !f.usable() {
                             // The stub's privilege level decides whether it may return by
                             // itself (kvm_pvm: CPL 3) or must exit (hardware KVM: CPL 0).
                             f.note_stub_cpl(sregs.cs.selector & 3);
@@ -363,6 +363,11 @@ impl Vcpu {
                         &regs,
                         &sregs,
                     )));
+                }
+                Exit::Doorbell(addr, _) if addr == layout::fastio::DOORBELL_KICK => {
+                    if let Some(f) = kernel.fastio() {
+                        f.kick_exit();
+                    }
                 }
                 Exit::Doorbell(addr, _) => {
                     return VcpuEnd::Program(crash(

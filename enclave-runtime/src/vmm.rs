@@ -295,22 +295,16 @@ fn build(
     })
 }
 
-/// The vsock fast path of an enclave with vsock: an eventfd signalled from inside KVM at the
-/// stub's kick address, and the rings' state. Without it (no vsock, or `KVM_IOEVENTFD`
-/// refused) every call takes the doorbell.
+/// The vsock fast path of an enclave with vsock. Its kick is registered with KVM only when
+/// the program's first vsock stream is bound (see `FastIo::open_gate`).
 fn fast_io(
-    vm: &kvm_ioctls::VmFd,
+    vm: &Arc<kvm_ioctls::VmFd>,
     ram: &Arc<GuestRam>,
     kernel: &Kernel,
 ) -> Option<Arc<crate::kernel::fastio::FastIo>> {
     kernel.config.vsock.as_ref()?;
-    let kick = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).ok()?;
-    let at = kvm_ioctls::IoEventAddress::Mmio(layout::fastio::DOORBELL_KICK);
-    if let Err(e) = vm.register_ioevent(&kick, &at, kvm_ioctls::NoDatamatch) {
-        tracing::debug!("no vsock fast path: KVM_IOEVENTFD failed: {e}");
-        return None;
-    }
-    match crate::kernel::fastio::FastIo::new(ram.clone(), kick, kernel.stop.clone()) {
+    let register = crate::kernel::fastio::register_with(vm.clone());
+    match crate::kernel::fastio::FastIo::new(ram.clone(), register, kernel.stop.clone()) {
         Ok(f) => Some(Arc::new(f)),
         Err(e) => {
             tracing::debug!("no vsock fast path: {e:?}");

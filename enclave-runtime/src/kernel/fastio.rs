@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::errno::Errno;
@@ -176,11 +177,25 @@ struct Entry {
     pending: bool,
 }
 
+/// Registers the kick eventfd with the VM.
+pub type RegisterKick = dyn Fn(&EventFd) -> Result<(), kvm_ioctls::Error> + Send + Sync;
+
+/// The registration of the kick with `vm` (`KVM_IOEVENTFD` at the kick address, any length).
+pub fn register_with(vm: Arc<VmFd>) -> Box<RegisterKick> {
+    Box::new(move |kick| {
+        vm.register_ioevent(kick, &IoEventAddress::Mmio(fl::DOORBELL_KICK), NoDatamatch)
+    })
+}
+
 /// The enclave's fast-I/O state.
 pub struct FastIo {
     ram: Arc<GuestRam>,
+    register: Box<RegisterKick>,
     kick: EventFd,
-    gate: AtomicBool,
+    /// The stub runs at CPL 3: the fast path may be used.
+    cpl3: AtomicBool,
+    /// The kick is registered with KVM and the gate byte written (or that failed: `false`).
+    gate: OnceLock<bool>,
     entries: Mutex<Vec<Entry>>,
     free: Mutex<Vec<usize>>,
     rings_start: u64,
@@ -189,10 +204,16 @@ pub struct FastIo {
 }
 
 impl FastIo {
-    /// Fast I/O for guest memory `ram`; `kick` is the eventfd registered at
-    /// `layout::fastio::DOORBELL_KICK`. Writes the read-only configuration the stub checks
-    /// (gate closed until [`FastIo::open_gate`]).
-    pub fn new(ram: Arc<GuestRam>, kick: EventFd, stop: Arc<AtomicBool>) -> Result<Self, Errno> {
+    /// Fast I/O for guest memory `ram`; `register` registers the kick eventfd with the VM at
+    /// `layout::fastio::DOORBELL_KICK` (see [`register_with`]). Writes the read-only
+    /// configuration the stub checks, with the gate closed until the first stream is bound.
+    pub fn new(
+        ram: Arc<GuestRam>,
+        register: Box<RegisterKick>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, Errno> {
+        let kick = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+            .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
         let size = ram.size();
         let (guard_start, guard_end) = layout::stack_guard(size);
         let config = [
@@ -209,8 +230,10 @@ impl FastIo {
         Ok(Self {
             rings_start: layout::tx_rings(size).0,
             ram,
+            register,
             kick,
-            gate: AtomicBool::new(false),
+            cpl3: AtomicBool::new(false),
+            gate: OnceLock::new(),
             entries: Mutex::new(Vec::new()),
             free: Mutex::new((0..rings).rev().collect()),
             stop,
@@ -218,25 +241,57 @@ impl FastIo {
         })
     }
 
-    /// Opens the gate when the syscall stub runs at `cpl` 3 (kvm_pvm): from then on the stub
-    /// takes the fast path for bound descriptors. At CPL 0 (hardware KVM) it stays closed.
+    /// Notes the privilege level the syscall stub runs at: at `cpl` 3 (kvm_pvm) it may return
+    /// by itself and the fast path can be used; at CPL 0 (hardware KVM) it never is.
     pub fn note_stub_cpl(&self, cpl: u16) {
-        if cpl == 3 && !self.gate.swap(true, Ordering::AcqRel) {
-            let _ = self.ram.write(fl::GATE, &[1]);
-            tracing::debug!("vsock fast path enabled (syscall stub at CPL 3)");
+        if cpl == 3 {
+            self.cpl3.store(true, Ordering::Release);
         }
     }
 
-    /// True once the gate is open.
+    /// True when the stub runs at CPL 3 (and [`FastIo::note_stub_cpl`] saw it).
+    pub fn usable(&self) -> bool {
+        self.cpl3.load(Ordering::Acquire)
+    }
+
+    /// True once the gate is open: the kick is registered and the stub takes the fast path.
     pub fn gate_open(&self) -> bool {
-        self.gate.load(Ordering::Acquire)
+        self.gate.get().copied().unwrap_or(false)
+    }
+
+    /// A kick that reached the VMM as an exit (the program wrote the kick address itself, or
+    /// the eventfd is not registered with KVM): wake the drainer.
+    pub fn kick_exit(&self) {
+        let _ = self.kick.write(1);
+    }
+
+    /// Registers the kick with KVM and opens the gate, once; false when that failed (then no
+    /// stream is bound any more: the bound rings stay empty, the stub never takes them).
+    ///
+    /// Done by the `vsock-tx` thread when it starts, not at launch: registering it before the
+    /// first `KVM_RUN` made every launch ~9 ms slower on kvm_pvm (measured, though the ioctl
+    /// itself takes µs), a cost enclaves without vsock traffic should not pay. Until the gate
+    /// opens every write exits as before.
+    fn open_gate(&self) -> bool {
+        *self.gate.get_or_init(|| {
+            if let Err(e) = (self.register)(&self.kick) {
+                tracing::debug!("no vsock fast path: KVM_IOEVENTFD failed: {e}");
+                self.cpl3.store(false, Ordering::Release);
+                return false;
+            }
+            if self.ram.write(fl::GATE, &[1]).is_err() {
+                return false;
+            }
+            tracing::debug!("vsock fast path enabled (syscall stub at CPL 3)");
+            true
+        })
     }
 
     /// Puts descriptor `fd` (a connected vsock stream, `file`) on the fast path: gives the
     /// stream a ring when one is free, or moves the stream's ring to `fd` when the program now
     /// writes through another descriptor of the same stream (a `dup`/`try_clone` writer).
     pub fn bind(self: &Arc<Self>, fd: u64, file: &Arc<HostFile>) {
-        if !self.gate_open() || fd >= fl::FASTIO_FDS {
+        if !self.usable() || fd >= fl::FASTIO_FDS {
             return;
         }
         if let Some(ring) = file.tx_ring() {
@@ -402,12 +457,16 @@ impl FastIo {
                 .name("vsock-tx".into())
                 // Created by a vCPU thread, it carries the vCPU's seccomp filter (which allows
                 // what it does: poll, read the eventfd, send).
-                .spawn(move || me.drain_loop());
+                .spawn(move || {
+                    if me.open_gate() {
+                        me.drain_loop();
+                    }
+                });
             if let Err(e) = spawned {
                 // Without the thread the rings drain only when the program's own calls flush
                 // them; close the gate so no new ring is handed out.
                 tracing::warn!("cannot start the vsock transmit thread: {e}");
-                self.gate.store(false, Ordering::Release);
+                self.cpl3.store(false, Ordering::Release);
                 let _ = self.ram.write(fl::GATE, &[0]);
             }
         });
@@ -516,8 +575,7 @@ mod tests {
     fn rig(cpl: u16) -> Rig {
         let ram = Arc::new(GuestRam::new(32 << 20, Backing::Anonymous).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
-        let kick = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let fio = Arc::new(FastIo::new(ram.clone(), kick, stop.clone()).unwrap());
+        let fio = Arc::new(FastIo::new(ram.clone(), Box::new(|_| Ok(())), stop.clone()).unwrap());
         fio.note_stub_cpl(cpl);
         let (a, peer) = UnixStream::pair().unwrap();
         let file = Arc::new(
@@ -535,6 +593,14 @@ mod tests {
             file,
             peer,
             stop,
+        }
+    }
+
+    fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -572,12 +638,21 @@ mod tests {
         assert_eq!(r.ram.read_u64(fl::GATE).unwrap() & 0xff, 0);
         r.fio.bind(5, &r.file);
         assert!(r.file.tx_ring().is_none(), "hardware KVM: no fast path");
+        assert_eq!(r.ram.read_u64(fl::GATE).unwrap() & 0xff, 0);
         let r = rig(3);
-        assert_eq!(r.ram.read_u64(fl::GATE).unwrap() & 0xff, 1);
+        assert_eq!(
+            r.ram.read_u64(fl::GATE).unwrap() & 0xff,
+            0,
+            "opened only by the first stream"
+        );
         r.fio.bind(fl::FASTIO_FDS, &r.file);
         assert!(r.file.tx_ring().is_none());
         r.fio.bind(5, &r.file);
         assert!(r.file.tx_ring().is_some());
+        wait_for(
+            || r.ram.read_u64(fl::GATE).unwrap() & 0xff == 1,
+            "the gate to open",
+        );
         assert_eq!(get(&r.ram, fl::MASK, 5), fl::TX_RING_SIZE - 1);
         let (start, end) = layout::tx_rings(32 << 20);
         let base = get(&r.ram, fl::BASE, 5);
@@ -604,6 +679,36 @@ mod tests {
                 want[want.len() - piece.len() - 3..]
             );
         }
+    }
+
+    #[test]
+    fn a_failed_registration_keeps_the_gate_closed() {
+        let ram = Arc::new(GuestRam::new(32 << 20, Backing::Anonymous).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let refuse: Box<RegisterKick> = Box::new(|_| Err(kvm_ioctls::Error::new(libc::ENOSPC)));
+        let fio = Arc::new(FastIo::new(ram.clone(), refuse, stop.clone()).unwrap());
+        fio.note_stub_cpl(3);
+        let (a, _peer) = UnixStream::pair().unwrap();
+        let file = Arc::new(HostFile::new(OwnedFd::from(a), HostKind::Socket, 0, stop).unwrap());
+        fio.bind(3, &file);
+        wait_for(|| !fio.usable(), "the failure to be noted");
+        assert!(!fio.gate_open());
+        assert_eq!(ram.read_u64(fl::GATE).unwrap() & 0xff, 0);
+        let (b, _peer_b) = UnixStream::pair().unwrap();
+        let other = Arc::new(
+            HostFile::new(
+                OwnedFd::from(b),
+                HostKind::Socket,
+                0,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .unwrap(),
+        );
+        fio.bind(4, &other);
+        assert!(
+            other.tx_ring().is_none(),
+            "no more rings once registration failed"
+        );
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl Kernel {
     /// through a `dup` of its socket is served by the stub from its next call on.
     pub fn after_slow_send(&self, fd: u64, file: &dyn file::FileOps) {
         let Some(f) = self.fastio.get() else { return };
-        if !f.gate_open() || fd >= crate::layout::fastio::FASTIO_FDS {
+        if !f.usable() || fd >= crate::layout::fastio::FASTIO_FDS {
             return;
         }
         if file.vsock_stream().is_some() {
