@@ -56,21 +56,7 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
     let eif_path = std::fs::canonicalize(&a.eif_path)
         .with_context(|| format!("cannot resolve {}", a.eif_path.display()))?;
     // The size is checked before anything is claimed, so a bad value is named as such.
-    let size = a.memory.checked_mul(1 << 20);
-    let (min, max) = (
-        enclave_runtime::layout::MIN_GUEST_MEMORY >> 20,
-        enclave_runtime::layout::MAX_GUEST_MEMORY >> 20,
-    );
-    if size.is_none_or(|s| {
-        !(enclave_runtime::layout::MIN_GUEST_MEMORY..=enclave_runtime::layout::MAX_GUEST_MEMORY)
-            .contains(&s)
-            || s % enclave_runtime::layout::LARGE_PAGE_SIZE != 0
-    }) {
-        bail!(
-            "--memory {} MiB is not a usable guest memory size: give between {min} MiB and {max} MiB, a multiple of 2 MiB",
-            a.memory
-        );
-    }
+    enclave_runtime::preflight::memory_bytes(a.memory)?;
     let cpus = match (&a.cpu_ids, a.cpu_count) {
         (Some(ids), _) => CpuRequest::Ids(ids.clone()),
         (None, Some(n)) if n > 0 => CpuRequest::Count(n),
