@@ -467,7 +467,6 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     shared.drain_waiters(Duration::from_millis(500));
     res.keep_record = !requested;
     drop(res);
-    crate::records::prune(&paths.run_root);
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! `state.json` with the outcome (state `EXITED` or `CRASHED`, exit status or crash report) and,
 //! for a debug-mode enclave, `console.log`, the last [`CONSOLE_LOG_BYTES`] of its console. A
 //! record stays until `enclave terminate-enclave --enclave-id <id>` (or `--all`) removes it;
-//! at most [`MAX_RECORDS`] are kept, the oldest go first ([`prune`]). An enclave terminated on
+//! at most [`MAX_RECORDS`] are kept, the oldest go first ([`prune`], which
+//! `run-enclave` and `describe-enclaves` call). An enclave terminated on
 //! request leaves no record (its run directory goes entirely, as before).
 
 use std::path::{Path, PathBuf};

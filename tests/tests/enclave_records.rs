@@ -139,3 +139,52 @@ fn crashed_production_enclave_is_listed_with_its_crash_report() {
     env.assert_no_leftovers("after terminate --all");
     assert!(env.leftovers().records.is_empty(), "{}", env.leftovers());
 }
+
+#[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
+fn records_beyond_the_cap_go_oldest_first() {
+    use enclave_runtime::records::MAX_RECORDS;
+    let env = TestEnv::new().expect("test env");
+    env.apply_pool(&PoolSpec::new(256, 1));
+    let eif = env.build_eif("exit_code", &ImageSpec::default());
+    let mut ids = Vec::new();
+    for _ in 0..MAX_RECORDS + 2 {
+        let out = env.try_start(&eif);
+        // exit_code may end before its launch is reported; either way it leaves a record.
+        let id = if out.code() == Some(0) {
+            str_field(&out.json(), "EnclaveID").to_owned()
+        } else {
+            let listed = env.describe();
+            let newest = listed
+                .iter()
+                .map(|e| str_field(e, "EnclaveID").to_owned())
+                .find(|id| !ids.contains(id));
+            newest.unwrap_or_else(|| panic!("{out}: {listed:#?}"))
+        };
+        ended(&env, &id);
+        ids.push(id);
+    }
+    let listed = env.describe();
+    let listed_ids: Vec<&str> = listed.iter().map(|e| str_field(e, "EnclaveID")).collect();
+    assert_eq!(listed.len(), MAX_RECORDS, "{listed:#?}");
+    for gone in &ids[..2] {
+        assert!(
+            !listed_ids.contains(&gone.as_str()),
+            "{gone} kept: {listed_ids:?}"
+        );
+    }
+    for kept in &ids[2..] {
+        assert!(
+            listed_ids.contains(&kept.as_str()),
+            "{kept} pruned: {listed_ids:?}"
+        );
+    }
+    assert!(
+        listed.iter().all(|e| e["Outcome"]["status"] == 42),
+        "{listed:#?}"
+    );
+    env.assert_no_leftovers("with a full set of records");
+    let all = env.cli(["terminate-enclave", "--all"]).ok().json();
+    assert_eq!(all.as_array().map(Vec::len), Some(MAX_RECORDS), "{all:#}");
+    assert!(env.leftovers().records.is_empty(), "{}", env.leftovers());
+}

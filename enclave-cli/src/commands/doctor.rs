@@ -250,19 +250,42 @@ fn check_run_root(paths: &PoolPaths, f: &mut Findings) {
     }
 }
 
-const CONFIG_EXAMPLE: &str = "memory_mib = 512, cpu_count = 1";
+/// Online CPUs and available memory, for sizing the pool.
+fn host_size() -> String {
+    let cpus = pool::online_cpus().map_or_else(
+        |_| "? CPUs".to_owned(),
+        |c| format!("online CPUs {c}, CPU 0 stays with the parent"),
+    );
+    let avail = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or_else(|| "? MiB".to_owned(), |kib| format!("{} MiB", kib >> 10));
+    format!("{cpus}; {avail} of memory available")
+}
+
+/// A starting `allocator.toml`, as `printf` input.
+const CONFIG_EXAMPLE: &str = "memory_mib = 512\\ncpu_count = 1\\n";
 
 fn check_config(paths: &PoolPaths, f: &mut Findings) {
     let path = &paths.config;
     let fix = format!(
-        "write {} with e.g. `{CONFIG_EXAMPLE}` (one key per line; or set {}), then `sudo enclave allocator apply`",
-        path.display(),
-        pool::ENV_CONFIG
+        "`sudo mkdir -p {dir} && printf '{CONFIG_EXAMPLE}' | sudo tee {path} && sudo enclave allocator apply` (size memory_mib and cpu_count to your enclaves; {env} moves the file)",
+        dir = path.parent().unwrap_or(Path::new("/")).display(),
+        path = path.display(),
+        env = pool::ENV_CONFIG
     );
     if !path.exists() {
         f.error(
             "allocator-config",
-            format!("no allocator config at {}", path.display()),
+            format!(
+                "no allocator config at {} (this host: {})",
+                path.display(),
+                host_size()
+            ),
             fix,
         );
         return;

@@ -47,6 +47,8 @@ fn status_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
     let paths = PoolPaths::from_env();
     let _ = pool::reclaim_dead(&paths);
+    // Records of ended enclaves beyond the retention cap go before a new one can appear.
+    let _ = enclave_runtime::records::prune(&paths.run_root);
     if !a.eif_path.is_file() {
         bail!(
             "the enclave image {} does not exist; build one with `enclave build-enclave`",
@@ -124,7 +126,11 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
         LaunchStatus::Ready(info) => info,
         LaunchStatus::Failed(msg) => {
             let _ = std::fs::remove_dir_all(&run_dir);
-            bail!("{msg}");
+            bail!(
+                "{msg}\n(check the image and this host: `enclave validate-eif --eif-path {} --memory {}`, `enclave doctor`)",
+                a.eif_path.display(),
+                a.memory
+            );
         }
     };
     let control = Control::new(&run_dir);

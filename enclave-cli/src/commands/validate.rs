@@ -100,7 +100,27 @@ fn validate(path: &Path, memory: Option<u64>, f: &mut Findings) -> Summary {
     summary.min_memory_mib = plan.as_ref().and_then(|p| check_memory(p, memory, f));
     summary.measurements = check_signature(&bytes, f);
     check_metadata(&view, f);
+    check_unpack(&bytes, f);
     summary
+}
+
+/// The launch's own unpacking of the image, whole: agrees with the finer checks above, and
+/// keeps validate-eif honest if the launch learns new checks.
+fn check_unpack(bytes: &[u8], f: &mut Findings) {
+    let unpacked = enclave_runtime::image::unpack_unmeasured(bytes)
+        .map_err(|e| chain(&e))
+        .and_then(|img| elf::plan(img.init()).map_err(|e| chain(&e)));
+    match unpacked {
+        Ok(_) => f.ok(
+            "launch-unpack",
+            "the VMM's unpacking and load planning accept the image",
+        ),
+        Err(msg) => f.error(
+            "launch-unpack",
+            format!("the VMM would refuse the image: {msg}"),
+            REBUILD,
+        ),
+    }
 }
 
 fn check_kernel(view: &EifView<'_>, f: &mut Findings) {
