@@ -369,3 +369,82 @@ fn doctor_is_ready_once_a_pool_is_applied() {
         "{report:#}"
     );
 }
+
+/// A minimal dynamically linked x86_64 ELF header: one `PT_INTERP` naming `interp`.
+fn dynamic_elf(interp: &str) -> Vec<u8> {
+    let mut b = vec![0u8; 64 + 56];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2; // 64-bit
+    b[5] = 1; // little-endian
+    b[6] = 1;
+    b[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+    b[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86_64
+    b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    b[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    b[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    b[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    b[64..68].copy_from_slice(&3u32.to_le_bytes()); // PT_INTERP
+    let off = u64::try_from(b.len()).expect("offset");
+    b[72..80].copy_from_slice(&off.to_le_bytes());
+    let len = u64::try_from(interp.len() + 1).expect("length");
+    b[96..104].copy_from_slice(&len.to_le_bytes());
+    b.extend_from_slice(interp.as_bytes());
+    b.push(0);
+    b
+}
+
+/// An image of `init` plus `files`, built with the library (build-enclave refuses dynamic
+/// programs before they reach an image).
+fn image_of(
+    env: &TestEnv,
+    name: &str,
+    init: Vec<u8>,
+    files: Vec<(String, Vec<u8>, u32)>,
+) -> PathBuf {
+    use attestation::image::{build_eif, ImageInputs, ImageMetadata, InitSpec};
+    let built = build_eif(&ImageInputs {
+        kernel: enclave_runtime::guest_abi::kernel_blob(),
+        init,
+        files,
+        init_spec: InitSpec {
+            argv: vec!["/init".into()],
+            env: Vec::new(),
+        },
+        metadata: ImageMetadata::new(name, "1.0", "1970-01-01T00:00:00+00:00", "1"),
+    })
+    .expect("build the image");
+    let path = env.root().join(format!("{name}.eif"));
+    std::fs::write(&path, built.bytes).expect("write");
+    path
+}
+
+#[test]
+fn a_dynamic_program_needs_its_interpreter_in_the_image() {
+    let env = TestEnv::new().expect("test env");
+    let interp = "/lib64/ld-linux-x86-64.so.2";
+    let without = image_of(&env, "dyn-alone", dynamic_elf(interp), Vec::new());
+    let (code, report) = validate(&env, &without, None);
+    assert_eq!(code, Some(1), "{report:#}");
+    let f = finding(&report, "interpreter");
+    assert_eq!(f["Level"], "error", "{report:#}");
+    assert!(
+        f["Message"].as_str().unwrap_or_default().contains(interp),
+        "{report:#}"
+    );
+    assert!(
+        f["Fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("--file <host path>:{interp}")),
+        "{report:#}"
+    );
+
+    let with = image_of(
+        &env,
+        "dyn-with-interp",
+        dynamic_elf(interp),
+        vec![(interp.to_owned(), b"not really ld.so".to_vec(), 0o755)],
+    );
+    let (_, report) = validate(&env, &with, None);
+    assert_eq!(level(&report, "interpreter"), "ok", "{report:#}");
+}
