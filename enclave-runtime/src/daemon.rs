@@ -353,6 +353,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         attestation: attestation.status(),
         seccomp: seccomp_mode.as_str().into(),
         outcome: None,
+        end_reason: None,
     };
     write_state(&run_dir, &info);
     let (tx, rx) = mpsc::channel();

@@ -7,7 +7,10 @@
 //! record stays until `enclave terminate-enclave --enclave-id <id>` (or `--all`) removes it;
 //! at most [`MAX_RECORDS`] are kept, the oldest go first ([`prune`], which
 //! `run-enclave` and `describe-enclaves` call). An enclave terminated on
-//! request leaves no record (its run directory goes entirely, as before).
+//! request leaves no record (its run directory goes entirely, as before). A VMM that dies
+//! itself (`kill -9`, OOM killer, seccomp) cannot write one: the command that reclaims its
+//! claim turns its run directory into a record with state `VMM_DIED` and an `EndReason`
+//! ([`mark_vmm_died`]); its console output is lost with it.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,8 @@ pub const RECORD_FILES: [&str; 2] = [STATE_FILE, CONSOLE_LOG];
 pub const STATE_EXITED: &str = "EXITED";
 /// State word of an enclave whose program crashed (unhandled exception).
 pub const STATE_CRASHED: &str = "CRASHED";
+/// State word of an enclave whose VMM process died without reporting an outcome.
+pub const STATE_VMM_DIED: &str = "VMM_DIED";
 
 /// The state word `describe-enclaves` shows for an ended enclave.
 pub fn state_of(outcome: &Outcome) -> &'static str {
@@ -70,11 +75,43 @@ pub fn write_console_log(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     )
 }
 
-/// The record in `dir`: its state file, if it tells an ended enclave (one with an outcome).
-pub fn read(dir: &Path) -> Option<EnclaveInfo> {
+/// The state file in `dir`, whatever it tells.
+fn read_state(dir: &Path) -> Option<EnclaveInfo> {
     let bytes = std::fs::read(dir.join(STATE_FILE)).ok()?;
-    let info: EnclaveInfo = serde_json::from_slice(&bytes).ok()?;
-    info.outcome.is_some().then_some(info)
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The record in `dir`: its state file, if it tells an ended enclave (one with an outcome, or
+/// whose VMM died).
+pub fn read(dir: &Path) -> Option<EnclaveInfo> {
+    read_state(dir).filter(|i| i.outcome.is_some() || i.state == STATE_VMM_DIED)
+}
+
+/// Turns the run directory of an enclave whose VMM (`pid`) died without reporting into a
+/// record (state [`STATE_VMM_DIED`] with the reason); returns false, changing nothing, when
+/// the directory has no state of a launched enclave (the VMM died during its launch).
+pub fn mark_vmm_died(dir: &Path, pid: u32) -> bool {
+    let Some(mut info) = read_state(dir) else {
+        return false;
+    };
+    if info.outcome.is_none() {
+        info.state = STATE_VMM_DIED.into();
+        info.end_reason = Some(format!(
+            "the VMM process {pid} died without reporting: killed by a signal (kill -9, the OOM killer) or by its seccomp filter; see `dmesg | grep -e type=1326 -e oom`"
+        ));
+    }
+    let Ok(bytes) = serde_json::to_vec_pretty(&info) else {
+        return false;
+    };
+    let tmp = dir.join(".state.json.tmp");
+    if std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, dir.join(STATE_FILE)))
+        .is_err()
+    {
+        return false;
+    }
+    keep_only_record(dir);
+    true
 }
 
 /// Whether `dir` holds a finished record: an outcome in its state file and no control socket.
@@ -135,6 +172,7 @@ mod tests {
             attestation: String::new(),
             seccomp: String::new(),
             outcome,
+            end_reason: None,
         }
     }
 
@@ -208,6 +246,25 @@ mod tests {
             "a running enclave's directory is never pruned"
         );
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_dead_vmms_directory_becomes_a_record_with_the_reason() {
+        let dir = tmp("died");
+        assert!(!mark_vmm_died(&dir, 42), "no state: nothing to keep");
+        std::fs::write(
+            dir.join(STATE_FILE),
+            serde_json::to_vec(&info(None)).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("control.sock"), b"").unwrap();
+        assert!(read(&dir).is_none());
+        assert!(mark_vmm_died(&dir, 42));
+        let rec = read(&dir).unwrap();
+        assert_eq!(rec.state, STATE_VMM_DIED);
+        assert!(rec.end_reason.unwrap().contains("42"));
+        assert!(is_record(&dir), "the socket went");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

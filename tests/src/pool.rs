@@ -109,13 +109,9 @@ fn names(dir: &std::path::Path, keep: impl Fn(&str, bool) -> bool) -> Vec<String
 }
 
 /// Whether `dir` holds nothing but the record of an ended enclave: a `state.json` with an
-/// outcome, and at most a `console.log`.
+/// outcome (or of a VMM that died), and at most a `console.log`.
 pub fn is_only_record(dir: &std::path::Path) -> bool {
-    let ended = std::fs::read(dir.join(enclave_runtime::records::STATE_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| !v["Outcome"].is_null());
-    ended
+    enclave_runtime::records::read(dir).is_some()
         && names(dir, |_, _| true)
             .iter()
             .all(|n| enclave_runtime::records::RECORD_FILES.contains(&n.as_str()))

@@ -71,6 +71,9 @@ pub struct EnclaveInfo {
     /// Outcome once the program has ended.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<Outcome>,
+    /// Why an enclave ended without an outcome (its VMM died), on its record.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end_reason: Option<String>,
 }
 
 /// What `run-enclave` hands the VMM process.
