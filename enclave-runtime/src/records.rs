@@ -66,13 +66,18 @@ pub fn keep_only_record(dir: &Path) {
 }
 
 /// Writes the console log of an ended enclave: at most the last [`CONSOLE_LOG_BYTES`] of
-/// `bytes`.
+/// `bytes`, readable by its owner only (like the control socket that served the console).
 pub fn write_console_log(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let start = bytes.len().saturating_sub(CONSOLE_LOG_BYTES);
-    std::fs::write(
-        dir.join(CONSOLE_LOG),
-        bytes.get(start..).unwrap_or_default(),
-    )
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join(CONSOLE_LOG))?
+        .write_all(bytes.get(start..).unwrap_or_default())
 }
 
 /// The state file in `dir`, whatever it tells.
@@ -206,6 +211,12 @@ mod tests {
             u64::try_from(CONSOLE_LOG_BYTES).unwrap()
         );
         assert!(is_record(&dir));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join(CONSOLE_LOG))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
