@@ -188,3 +188,34 @@ fn records_beyond_the_cap_go_oldest_first() {
     assert_eq!(all.as_array().map(Vec::len), Some(MAX_RECORDS), "{all:#}");
     assert!(env.leftovers().records.is_empty(), "{}", env.leftovers());
 }
+
+#[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
+fn the_sdk_reads_the_outcome_of_an_enclave_that_already_ended() {
+    let env = TestEnv::new().expect("test env");
+    env.apply_pool(&PoolSpec::new(256, 1));
+    let eif = env.build_eif("exit_code", &ImageSpec::default());
+    let enclaves = env.envs().into_iter().fold(
+        sdk::Enclaves::with_binary(tests::enclave_bin()),
+        |e, (k, v)| e.env(k, v),
+    );
+    let handle = enclaves
+        .launch(&sdk::LaunchOptions::new(&eif).memory_mib(tests::launch::MEMORY_MIB))
+        .expect("launch");
+    let info = ended(&env, handle.id());
+    let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
+    assert!(
+        host::wait_for_exit(pid, Duration::from_secs(10)),
+        "VMM {pid} runs"
+    );
+    // The VMM and its control socket are gone: wait and describe answer from the record.
+    assert_eq!(
+        handle.wait().expect("wait after the end"),
+        sdk::Outcome::Exited { status: 42 }
+    );
+    assert_eq!(handle.describe().expect("describe").state, "EXITED");
+    // terminate removes the record.
+    handle.terminate().expect("terminate");
+    assert_eq!(env.describe(), Vec::<Value>::new());
+    assert!(env.leftovers().records.is_empty(), "{}", env.leftovers());
+}
