@@ -30,11 +30,11 @@ pub enum Command {
     Allocator(AllocatorArgs),
     /// Start an enclave from an EIF.
     RunEnclave(RunArgs),
-    /// List running enclaves.
+    /// List running enclaves, and ended ones (EXITED/CRASHED) until their record is removed.
     DescribeEnclaves,
-    /// Terminate one or all enclaves.
+    /// Terminate one or all enclaves; on an ended enclave, remove its record.
     TerminateEnclave(TerminateArgs),
-    /// Stream a debug-mode enclave's console.
+    /// Stream a debug-mode enclave's console (after it ended: print its kept log).
     Console(ConsoleArgs),
     /// The VMM process of one enclave (started by run-enclave; not for direct use).
     #[command(name = "__vmm", hide = true)]
@@ -47,6 +47,11 @@ pub enum Command {
     Pcr(PcrArgs),
     /// Sign an EIF (adds or replaces its signature section; sets PCR8).
     SignEif(SignEifArgs),
+    /// Check an EIF for everything that would make run-enclave fail (exits 1 on an error).
+    ValidateEif(ValidateEifArgs),
+    /// Check what this host offers for enclaves and what it lacks (exits 1 if run-enclave
+    /// cannot work here).
+    Doctor,
 }
 
 /// `build-enclave`.
@@ -226,6 +231,17 @@ pub struct PcrArgs {
     /// Signing certificate (PEM or DER) whose PCR8 to print.
     #[arg(long)]
     pub signing_certificate: Option<PathBuf>,
+}
+
+/// `validate-eif`.
+#[derive(Args, Debug)]
+pub struct ValidateEifArgs {
+    /// The EIF to check.
+    #[arg(long)]
+    pub eif_path: PathBuf,
+    /// Guest memory in MiB to check the image against (as run-enclave --memory).
+    #[arg(long)]
+    pub memory: Option<u64>,
 }
 
 /// `sign-eif`.

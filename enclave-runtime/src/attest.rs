@@ -269,6 +269,39 @@ impl Attestation {
         self.pcr4
     }
 
+    /// The PCRs the enclave's NSM attests at boot for an image measured `image`, as
+    /// `describe-enclaves` shows them ("AttestedPCRs"): PCR0/1/2/8 of the image in production
+    /// mode, zeros in debug mode, PCR4 the host identity; `Mode` says which.
+    pub fn attested_pcrs_json(&self, image: &Measurements, debug: bool) -> serde_json::Value {
+        let bank = PcrBank::at_boot(
+            &BootPcrs {
+                image: Some(*image),
+                pcr4: self.pcr4,
+            },
+            debug,
+        );
+        let mut map = serde_json::Map::new();
+        map.insert(
+            "Mode".into(),
+            if debug {
+                "debug: PCR0/1/2/8 attest as zeros"
+            } else {
+                "production: the image's PCRs"
+            }
+            .into(),
+        );
+        map.insert(
+            "HashAlgorithm".into(),
+            attestation::pcr::HASH_ALGORITHM.into(),
+        );
+        for index in [0u16, 1, 2, 4, 8] {
+            if let Ok((_, value)) = bank.describe(index) {
+                map.insert(format!("PCR{index}"), hex::encode(value).into());
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+
     /// The enclave's NSM at boot for an image measured `image`.
     pub fn device(&self, image: &Measurements, debug: bool) -> NsmDevice {
         let bank = PcrBank::at_boot(

@@ -1,6 +1,9 @@
 //! The VMM process of one enclave: claims its CPUs and memory from the pool, builds the VM,
 //! serves the control socket, runs the program on a pinned vCPU thread, and on any ending
 //! (exit, crash, terminate request, SIGTERM) scrubs guest memory and gives everything back.
+//! An enclave whose program ended by itself leaves a record in its run directory (state JSON
+//! with the outcome, and a debug-mode enclave's console log; see [`crate::records`]); one
+//! terminated on request leaves nothing.
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -27,7 +30,7 @@ use crate::vcpu::Outcome;
 use crate::vmm::{self, LaunchConfig};
 
 /// Name of the state file in a run directory.
-pub const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = crate::records::STATE_FILE;
 /// Lowest CID handed out automatically (as nitro-cli).
 pub const FIRST_CID: u64 = 16;
 /// How long an enclave runs before the VMM moves into the enclave's cpuset.
@@ -154,6 +157,8 @@ struct Resources {
     claim: Option<Claim>,
     cgroup_move: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
     run_dir: std::path::PathBuf,
+    /// Keep the record (state JSON, console log) when the run directory is cleaned up.
+    keep_record: bool,
 }
 
 impl Resources {
@@ -173,7 +178,11 @@ impl Resources {
 impl Drop for Resources {
     fn drop(&mut self) {
         self.release_claim();
-        let _ = std::fs::remove_dir_all(&self.run_dir);
+        if self.keep_record {
+            crate::records::keep_only_record(&self.run_dir);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
     }
 }
 
@@ -211,6 +220,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         claim: None,
         cgroup_move: None,
         run_dir: run_dir.clone(),
+        keep_record: false,
     };
     std::fs::create_dir_all(&run_dir).map_err(|source| DaemonError::RunDir {
         path: run_dir.clone(),
@@ -348,9 +358,11 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         }
         .into(),
         measurements: enclave.measurements.to_json(),
+        attested_measurements: attestation.attested_pcrs_json(&enclave.measurements, req.debug),
         attestation: attestation.status(),
         seccomp: seccomp_mode.as_str().into(),
         outcome: None,
+        end_reason: None,
     };
     write_state(&run_dir, &info);
     let (tx, rx) = mpsc::channel();
@@ -405,6 +417,8 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     // Held for the console: the launch was reported already, so a missing heartbeat after the
     // release is told on the console, which the user is watching.
     let mut beat_pending = (!released).then_some(started);
+    // Whether the end was asked for (terminate request, SIGTERM): then no record is kept.
+    let mut requested = false;
     let outcome = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Event::Ended(o)) => break o,
@@ -413,10 +427,14 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
                 beat_pending = Some(Instant::now());
                 let _ = go_tx.send(true);
             }
-            Ok(Event::Terminate) => break stop_enclave(&stopper, &go_tx, &out_rx),
+            Ok(Event::Terminate) => {
+                requested = true;
+                break stop_enclave(&stopper, &go_tx, &out_rx);
+            }
             _ => {}
         }
         if TERM.load(Ordering::Acquire) {
+            requested = true;
             break stop_enclave(&stopper, &go_tx, &out_rx);
         }
         if !released && started.elapsed() > CONSOLE_HOLD {
@@ -450,8 +468,14 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         i.outcome = Some(outcome);
         write_state(&run_dir, &i);
     }
+    if req.debug && !requested {
+        if let Err(e) = crate::records::write_console_log(&run_dir, &hub.snapshot()) {
+            tracing::warn!(error = %e, "cannot keep the console log");
+        }
+    }
     // Let waiters read the outcome before the socket disappears with the run directory.
     shared.drain_waiters(Duration::from_millis(500));
+    res.keep_record = !requested;
     drop(res);
     Ok(())
 }

@@ -60,11 +60,15 @@ impl PoolSpec {
     }
 }
 
-/// Per-enclave state that must be gone once no enclave runs.
+/// Per-enclave state that must be gone once no enclave runs. The record an enclave that ended
+/// by itself keeps (a run directory holding only `state.json` with the outcome and
+/// `console.log`, see `enclave_runtime::records`) is not a leftover; anything more in it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Leftovers {
-    /// `enc-*` run directories under the run root.
+    /// `enc-*` run directories under the run root that are not just a record.
     pub run_dirs: Vec<String>,
+    /// `enc-*` run directories that are records of ended enclaves (not leftovers).
+    pub records: Vec<String>,
     /// Files in `<run root>/claims/`.
     pub claims: Vec<String>,
     /// `enc-*` child cgroups of the pool cpuset.
@@ -82,8 +86,8 @@ impl fmt::Display for Leftovers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "run dirs {:?}, claims {:?}, enclave cgroups {:?}",
-            self.run_dirs, self.claims, self.cgroups
+            "run dirs {:?}, claims {:?}, enclave cgroups {:?} (records of ended enclaves: {:?})",
+            self.run_dirs, self.claims, self.cgroups, self.records
         )
     }
 }
@@ -102,6 +106,15 @@ fn names(dir: &std::path::Path, keep: impl Fn(&str, bool) -> bool) -> Vec<String
         .collect();
     v.sort();
     v
+}
+
+/// Whether `dir` holds nothing but the record of an ended enclave: a `state.json` with an
+/// outcome (or of a VMM that died), and at most a `console.log`.
+pub fn is_only_record(dir: &std::path::Path) -> bool {
+    enclave_runtime::records::read(dir).is_some()
+        && names(dir, |_, _| true)
+            .iter()
+            .all(|n| enclave_runtime::records::RECORD_FILES.contains(&n.as_str()))
 }
 
 impl TestEnv {
@@ -129,8 +142,13 @@ impl TestEnv {
     /// What enclaves left behind right now.
     pub fn leftovers(&self) -> Leftovers {
         let enc = |name: &str, is_dir: bool| is_dir && name.starts_with("enc-");
+        let root = self.run_root();
+        let (records, run_dirs) = names(&root, enc)
+            .into_iter()
+            .partition(|name| is_only_record(&root.join(name)));
         Leftovers {
-            run_dirs: names(&self.run_root(), enc),
+            run_dirs,
+            records,
             claims: names(&self.run_root().join("claims"), |_, _| true),
             cgroups: self
                 .cgroup_dir()

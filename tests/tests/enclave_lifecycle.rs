@@ -126,10 +126,20 @@ fn killed_vmm_is_reclaimed_by_the_next_command() {
     assert_eq!(before.claims, [format!("{id}.json")], "{before}");
     assert_eq!(before.cgroups, std::slice::from_ref(&id), "{before}");
 
-    assert_eq!(env.describe(), Vec::<Value>::new());
+    // The next command reclaims everything; only a record of the dead VMM's enclave stays.
+    let listed = env.describe();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(str_field(&listed[0], "State"), "VMM_DIED", "{listed:#?}");
+    assert!(
+        str_field(&listed[0], "EndReason").contains(&pid.to_string()),
+        "{listed:#?}"
+    );
     let left = env.leftovers();
     assert!(left.is_empty(), "describe-enclaves did not reclaim: {left}");
+    assert_eq!(left.records, std::slice::from_ref(&id), "{left}");
     assert_pool_all_free(&env, &pool);
+    env.terminate(&id).ok();
+    assert!(env.leftovers().records.is_empty(), "{}", env.leftovers());
 
     // The same CPU is usable again.
     let again = env.start(&eif);

@@ -253,11 +253,20 @@ fn enclave_killed_mid_request_is_cleaned_up_and_the_service_keeps_serving() {
         }
     };
     assert_eq!(h.release_and_decrypt(&enclave).expect("release"), MESSAGE);
+    // The killed enclave is no longer running: only its record (VMM_DIED) is listed.
     let listed = h.world.enclaves().list().expect("describe");
+    let running: Vec<_> = listed.iter().filter(|i| i.state == "RUNNING").collect();
     assert_eq!(
-        listed.len(),
+        running.len(),
         1,
-        "the killed enclave is still listed: {listed:?}"
+        "the killed enclave is still running: {listed:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .filter(|i| i.state != "RUNNING")
+            .all(|i| i.state == "VMM_DIED" && i.end_reason.is_some()),
+        "{listed:?}"
     );
     enclave.terminate().expect("terminate");
 }

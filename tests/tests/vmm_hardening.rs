@@ -259,9 +259,20 @@ fn a_forbidden_system_call_kills_the_vmm_and_everything_is_reclaimed() {
     // Killed: it cleaned nothing up itself.
     let before = env.leftovers();
     assert_eq!(before.claims, [format!("{id}.json")], "{before}");
-    // The next command reclaims it: not listed, claim, cgroup and run directory gone.
-    assert_eq!(env.describe(), Vec::<Value>::new());
-    assert!(!run_dir.exists(), "run dir {} left", run_dir.display());
+    // The next command reclaims it: claim, cgroup and sockets gone; listed as a record of a
+    // dead VMM (pointing at the kernel's seccomp log) until removed.
+    let listed = env.describe();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(str_field(&listed[0], "State"), "VMM_DIED", "{listed:#?}");
+    assert!(
+        str_field(&listed[0], "EndReason").contains("seccomp"),
+        "{listed:#?}"
+    );
+    assert!(
+        !run_dir.join("control.sock").exists(),
+        "control socket {} left",
+        run_dir.display()
+    );
     let status = env.pool_status();
     assert_eq!(status["claims"], Value::Array(vec![]), "{status:#}");
     assert_eq!(status["free_cpus"], pool["cpus"], "{status:#}");

@@ -4,10 +4,13 @@ mod allocator;
 mod build;
 mod ca;
 mod describe_eif;
+mod doctor;
 mod enclaves;
+mod findings;
 mod pcr;
 mod run;
 mod sign_eif;
+mod validate;
 mod verify;
 mod vmm_process;
 
@@ -29,5 +32,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::VerifyAttestation(a) => verify::run(&a, json),
         Command::Pcr(a) => pcr::run(&a, json),
         Command::SignEif(a) => sign_eif::run(&a, json),
+        Command::ValidateEif(a) => validate::run(&a, json),
+        Command::Doctor => doctor::run(json),
     }
 }

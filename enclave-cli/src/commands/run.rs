@@ -47,6 +47,8 @@ fn status_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
     let paths = PoolPaths::from_env();
     let _ = pool::reclaim_dead(&paths);
+    // Records of ended enclaves beyond the retention cap go before a new one can appear.
+    let _ = enclave_runtime::records::prune(&paths.run_root);
     if !a.eif_path.is_file() {
         bail!(
             "the enclave image {} does not exist; build one with `enclave build-enclave`",
@@ -56,21 +58,7 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
     let eif_path = std::fs::canonicalize(&a.eif_path)
         .with_context(|| format!("cannot resolve {}", a.eif_path.display()))?;
     // The size is checked before anything is claimed, so a bad value is named as such.
-    let size = a.memory.checked_mul(1 << 20);
-    let (min, max) = (
-        enclave_runtime::layout::MIN_GUEST_MEMORY >> 20,
-        enclave_runtime::layout::MAX_GUEST_MEMORY >> 20,
-    );
-    if size.is_none_or(|s| {
-        !(enclave_runtime::layout::MIN_GUEST_MEMORY..=enclave_runtime::layout::MAX_GUEST_MEMORY)
-            .contains(&s)
-            || s % enclave_runtime::layout::LARGE_PAGE_SIZE != 0
-    }) {
-        bail!(
-            "--memory {} MiB is not a usable guest memory size: give between {min} MiB and {max} MiB, a multiple of 2 MiB",
-            a.memory
-        );
-    }
+    enclave_runtime::preflight::memory_bytes(a.memory)?;
     let cpus = match (&a.cpu_ids, a.cpu_count) {
         (Some(ids), _) => CpuRequest::Ids(ids.clone()),
         (None, Some(n)) if n > 0 => CpuRequest::Count(n),
@@ -138,7 +126,11 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
         LaunchStatus::Ready(info) => info,
         LaunchStatus::Failed(msg) => {
             let _ = std::fs::remove_dir_all(&run_dir);
-            bail!("{msg}");
+            bail!(
+                "{msg}\n(check the image and this host: `enclave validate-eif --eif-path {} --memory {}`, `enclave doctor`)",
+                a.eif_path.display(),
+                a.memory
+            );
         }
     };
     let control = Control::new(&run_dir);

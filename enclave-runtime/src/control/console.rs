@@ -1,5 +1,7 @@
-//! The console hub of a debug-mode enclave: keeps the last output in a bounded buffer and copies
-//! new output to every attached client. A slow client is dropped after a send timeout so the
+//! The console hub of a debug-mode enclave: keeps the last output in a bounded buffer (the last
+//! [`RETAINED_BYTES`], written to the run directory's `console.log` when the enclave ends; the
+//! last [`HISTORY_BYTES`] of it are replayed to a client that attaches late) and copies new
+//! output to every attached client. A slow client is dropped after a send timeout so the
 //! program never waits on it for long.
 
 use std::collections::VecDeque;
@@ -12,6 +14,8 @@ use crate::kernel::console::{ConsoleSink, Stream};
 
 /// Bytes of history replayed to a client that attaches late.
 pub const HISTORY_BYTES: usize = 64 << 10;
+/// Bytes of output kept for the log that outlives the enclave.
+pub const RETAINED_BYTES: usize = crate::records::CONSOLE_LOG_BYTES;
 /// How long a console write may block on one client before it is dropped.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -35,12 +39,9 @@ impl ConsoleHub {
         let Ok(mut g) = self.inner.lock() else {
             return false;
         };
-        let (a, b) = g.history.as_slices();
-        if client
-            .write_all(a)
-            .and_then(|_| client.write_all(b))
-            .is_err()
-        {
+        let skip = g.history.len().saturating_sub(HISTORY_BYTES);
+        let replay: Vec<u8> = g.history.range(skip..).copied().collect();
+        if client.write_all(&replay).is_err() {
             return !g.closed;
         }
         if g.closed {
@@ -48,6 +49,14 @@ impl ConsoleHub {
         }
         g.clients.push(client);
         true
+    }
+
+    /// The retained output (at most [`RETAINED_BYTES`], the newest).
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.inner
+            .lock()
+            .map(|g| g.history.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Ends every stream (the program has ended).
@@ -66,8 +75,8 @@ impl ConsoleSink for ConsoleHub {
         let Ok(mut g) = self.inner.lock() else {
             return;
         };
-        let keep = data.len().min(HISTORY_BYTES);
-        let over = (g.history.len() + keep).saturating_sub(HISTORY_BYTES);
+        let keep = data.len().min(RETAINED_BYTES);
+        let over = (g.history.len() + keep).saturating_sub(RETAINED_BYTES);
         g.history.drain(..over);
         g.history.extend(&data[data.len() - keep..]);
         g.clients.retain_mut(|c| c.write_all(data).is_ok());
@@ -98,5 +107,17 @@ mod tests {
         assert!(got.ends_with(b"taillive"));
         let (c, _d) = UnixStream::pair().unwrap();
         assert!(!hub.attach(c), "attach after close is refused");
+    }
+
+    #[test]
+    fn retains_the_newest_bytes_for_the_log() {
+        let hub = ConsoleHub::default();
+        hub.write(Stream::Stdout, b"old");
+        hub.write(Stream::Stdout, &vec![b'b'; RETAINED_BYTES]);
+        hub.write(Stream::Stdout, b"end");
+        let kept = hub.snapshot();
+        assert_eq!(kept.len(), RETAINED_BYTES);
+        assert!(kept.ends_with(b"bend"));
+        assert!(!kept.starts_with(b"old"));
     }
 }

@@ -48,7 +48,7 @@ pub struct EnclaveInfo {
     /// Guest memory.
     #[serde(rename = "MemoryMiB")]
     pub memory_mib: u64,
-    /// `RUNNING`, `EXITED`, `TERMINATING`.
+    /// `RUNNING`; once ended `EXITED` or `CRASHED` (see [`crate::records`]).
     pub state: String,
     /// `NONE` or `DEBUG_MODE`.
     pub flags: String,
@@ -56,8 +56,12 @@ pub struct EnclaveInfo {
     pub cpu_sharing: String,
     /// How guest memory is backed.
     pub memory_backing: String,
-    /// PCRs of the image.
+    /// PCRs of the image (what `describe-eif` shows).
     pub measurements: serde_json::Value,
+    /// PCRs the enclave's `/dev/nsm` really attests: the image's in production mode, all
+    /// zeros in debug mode (as on Nitro).
+    #[serde(rename = "AttestedPCRs", default)]
+    pub attested_measurements: serde_json::Value,
     /// Whether `/dev/nsm` signs attestation documents: `available`, or `unavailable: <why>`.
     #[serde(default)]
     pub attestation: String,
@@ -67,6 +71,9 @@ pub struct EnclaveInfo {
     /// Outcome once the program has ended.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<Outcome>,
+    /// Why an enclave ended without an outcome (its VMM died), on its record.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end_reason: Option<String>,
 }
 
 /// What `run-enclave` hands the VMM process.

@@ -73,7 +73,7 @@ impl Shared {
     /// Records the outcome and wakes every waiter.
     pub fn finish(&self, outcome: Outcome) {
         if let Ok(mut g) = self.info.lock() {
-            g.state = "EXITED".into();
+            g.state = crate::records::state_of(&outcome).into();
             g.outcome = Some(outcome);
         }
         self.ended.notify_all();

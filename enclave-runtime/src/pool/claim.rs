@@ -387,7 +387,9 @@ pub(crate) fn load_claims(paths: &PoolPaths) -> Result<Vec<ClaimRecord>> {
 }
 
 /// Reclaims the claims whose VMM is gone (or whose pid now belongs to another process):
-/// removes the child cpuset, the claim file and the run directory `<run_root>/<id>/`.
+/// removes the child cpuset, the claim file and the run directory `<run_root>/<id>/` — or,
+/// for a VMM that died after its enclave was running, turns the run directory into a record
+/// (state `VMM_DIED`, see [`crate::records::mark_vmm_died`]).
 /// Returns the reclaimed enclave ids.
 pub fn reclaim_dead(paths: &PoolPaths) -> Result<Vec<String>> {
     let _lock = PoolLock::acquire(paths)?;
@@ -409,11 +411,12 @@ pub(crate) fn reclaim_dead_locked(paths: &PoolPaths) -> Result<Vec<String>> {
             state.cgroup_mount.remove_tree(&state.cgroup.join(&id))?;
         }
         let run_dir = paths.run_dir(&id);
-        match std::fs::remove_dir_all(&run_dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_err("remove run directory", &run_dir)(e))
+        if crate::records::mark_vmm_died(&run_dir, record.pid) {
+            tracing::info!(enclave = %id, "kept the record of an enclave whose VMM died");
+        } else if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io_err("remove run directory", &run_dir)(e));
             }
-            _ => {}
         }
         remove_file(&paths.claim_file(&id))?;
         tracing::info!(enclave = %id, pid = record.pid, "reclaimed the pool claim of a dead VMM");

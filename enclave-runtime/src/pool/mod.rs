@@ -44,7 +44,7 @@ pub use claim::{claim, pin_outside, reclaim_dead, Claim, ClaimRecord, ClaimReque
 pub use config::{online_cpus, HugepagePolicy, PoolConfig, Sharing, ONLINE_CPUS};
 pub use cpulist::{CpuList, CpuListError, MAX_CPU_ID};
 pub use error::{PoolError, Result};
-pub use hugepages::{HugepageCounts, HUGEPAGES_2M_DIR};
+pub use hugepages::{counts as hugepage_counts, HugepageCounts, HUGEPAGES_2M_DIR};
 pub use id::{new_enclave_id, validate_enclave_id, ENCLAVE_ID_PREFIX};
 pub use state::{
     apply, release, release_force, show, ClaimStatus, MemoryBacking, PoolState, PoolStatus,

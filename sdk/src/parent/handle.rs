@@ -68,16 +68,22 @@ impl EnclaveHandle {
         }
     }
 
-    /// Asks the VMM for a fresh description.
+    /// Asks the VMM for a fresh description; once the enclave has ended by itself, its record
+    /// (state `EXITED` or `CRASHED`, with the outcome).
     pub fn describe(&self) -> Result<EnclaveInfo, SdkError> {
-        self.control().describe().map_err(|e| self.control_err(e))
+        self.control().describe().or_else(|e| {
+            enclave_runtime::records::read(&self.run_dir).ok_or_else(|| self.control_err(e))
+        })
     }
 
-    /// Blocks until the program ends; returns how it ended.
+    /// Blocks until the program ends; returns how it ended (also when it ended before the
+    /// call: from the enclave's record).
     pub fn wait(&self) -> Result<Outcome, SdkError> {
+        let recorded = || enclave_runtime::records::read(&self.run_dir).and_then(|i| i.outcome);
         self.control()
             .waiter()
             .and_then(|w| w.wait())
+            .or_else(|e| recorded().ok_or(e))
             .map_err(|e| self.control_err(e))
     }
 

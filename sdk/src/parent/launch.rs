@@ -237,7 +237,9 @@ impl Enclaves {
         Ok(EnclaveHandle::new(self.clone(), info))
     }
 
-    /// Every running enclave (`enclave describe-enclaves`).
+    /// Every running enclave, and the records of enclaves that ended by themselves (state
+    /// `EXITED` or `CRASHED`, with the outcome) until they are removed (`enclave
+    /// describe-enclaves`).
     pub fn list(&self) -> Result<Vec<EnclaveInfo>, SdkError> {
         self.cli_json(&["describe-enclaves"])
     }
