@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use attestation::image::{
-    build_eif, build_time_from_epoch, ImageInputs, ImageMetadata, InitSpec, EPOCH_BUILD_TIME,
+    build_eif_with_tree, build_time_from_epoch, ImageInputs, ImageMetadata, InitSpec,
+    EPOCH_BUILD_TIME,
 };
+use attestation::pcr::Measurements;
 use enclave_runtime::guest_abi;
 
 use crate::args::BuildArgs;
@@ -21,37 +23,70 @@ const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// Runs `build-enclave`.
 pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
+    let output_file = a.output_file.as_deref().context(
+        "build-enclave needs --output-file: give the path of the EIF to write, e.g. app.eif",
+    )?;
     let progress = Progress::start(json);
+    let (bytes, measurements) = build_image(a, &progress)?;
 
-    progress.say("reading the program");
-    let init = std::fs::read(&a.binary).with_context(|| {
-        format!(
-            "Cannot read the program {}: give --binary the path of a static x86_64 ELF",
-            a.binary.display()
-        )
-    })?;
-    enclave_runtime::elf::plan(&init)
-        .with_context(|| format!("{} cannot run in an enclave", a.binary.display()))?;
+    progress.say("writing the image");
+    write_atomically(output_file, &bytes)?;
+    progress.finish();
 
+    crate::output::print_json(&serde_json::json!({
+        "Measurements": measurements.to_json(),
+    }))?;
+    Ok(0)
+}
+
+/// Builds (and signs, when asked) the EIF `a` describes: its bytes and measurements.
+pub(super) fn build_image(
+    a: &BuildArgs,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<u8>, Measurements)> {
     progress.say("reading files");
     let files = a
         .files
         .iter()
         .map(|spec| read_file_spec(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
-
     let env = a
         .env
         .iter()
         .map(|e| check_env(e).map(|()| e.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut argv = vec![INIT_ARGV0.to_owned()];
-    argv.extend(a.cmd.iter().cloned());
 
-    let name = match &a.name {
-        Some(n) => n.clone(),
-        None => default_name(&a.binary)?,
+    let (init, tree, init_spec, default_name) = match super::build_oci::source(a) {
+        Some(source) => {
+            progress.say("reading the OCI image");
+            let img = super::build_oci::prepare(a, &source, &env, &files)?;
+            (img.init, img.tree, img.init_spec, img.name)
+        }
+        None => {
+            progress.say("reading the program");
+            let binary = a.binary.as_deref().context(
+                "Give the program with --binary, or an image with --oci-archive or --oci-dir",
+            )?;
+            let init = std::fs::read(binary).with_context(|| {
+                format!(
+                    "Cannot read the program {}: give --binary the path of a static x86_64 ELF",
+                    binary.display()
+                )
+            })?;
+            enclave_runtime::elf::plan(&init)
+                .with_context(|| format!("{} cannot run in an enclave", binary.display()))?;
+            let mut argv = vec![INIT_ARGV0.to_owned()];
+            argv.extend(a.cmd.iter().cloned());
+            let spec = InitSpec {
+                argv,
+                env,
+                cwd: None,
+            };
+            (init, Vec::new(), spec, default_name(binary)?)
+        }
     };
+
+    let name = a.name.clone().unwrap_or(default_name);
     let metadata = ImageMetadata::new(
         name,
         a.version.clone(),
@@ -64,27 +99,18 @@ pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
         kernel: guest_abi::kernel_blob(),
         init,
         files,
-        init_spec: InitSpec { argv, env },
+        init_spec,
         metadata,
     };
-    let built = build_eif(&inputs).context("Cannot build the enclave image")?;
-    let (bytes, measurements) = match (&a.signing_certificate, &a.private_key) {
+    let built = build_eif_with_tree(&inputs, &tree).context("Cannot build the enclave image")?;
+    match (&a.signing_certificate, &a.private_key) {
         (Some(cert), Some(key)) => {
             progress.say("signing the image");
             let (cert, key) = super::sign_eif::load_signer(cert, key)?;
-            super::sign_eif::sign_image(&built.bytes, &cert, &key)?
+            super::sign_eif::sign_image(&built.bytes, &cert, &key)
         }
-        _ => (built.bytes, built.measurements),
-    };
-
-    progress.say("writing the image");
-    write_atomically(&a.output_file, &bytes)?;
-    progress.finish();
-
-    crate::output::print_json(&serde_json::json!({
-        "Measurements": measurements.to_json(),
-    }))?;
-    Ok(0)
+        _ => Ok((built.bytes, built.measurements)),
+    }
 }
 
 /// Splits `SRC:DST` at the first ':' followed by '/', so SRC may itself contain ':'.
@@ -103,7 +129,7 @@ fn split_file_spec(spec: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 /// Reads one `--file SRC:DST`: contents and permission bits (`& 0o777`) of SRC, for DST.
-fn read_file_spec(spec: &str) -> anyhow::Result<(String, Vec<u8>, u32)> {
+pub(super) fn read_file_spec(spec: &str) -> anyhow::Result<(String, Vec<u8>, u32)> {
     let (src, dst) = split_file_spec(spec)?;
     let meta = std::fs::metadata(src).with_context(|| {
         format!("Cannot read --file source {src}: check the path (given as {spec:?})")
@@ -192,10 +218,11 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> 
 }
 
 /// A spinner on stderr, only for people: stderr a terminal and no `--json`.
-struct Progress(Option<indicatif::ProgressBar>);
+pub(super) struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
-    fn start(json: bool) -> Self {
+    /// A spinner, unless `json` or stderr is not a terminal.
+    pub(super) fn start(json: bool) -> Self {
         if json || !std::io::stderr().is_terminal() {
             return Self(None);
         }
@@ -206,13 +233,13 @@ impl Progress {
         Self(Some(bar))
     }
 
-    fn say(&self, msg: &'static str) {
+    pub(super) fn say(&self, msg: &'static str) {
         if let Some(bar) = &self.0 {
             bar.set_message(msg);
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }

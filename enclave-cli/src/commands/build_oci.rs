@@ -1,0 +1,91 @@
+//! `build-enclave --oci-archive/--oci-dir`: an OCI image (see [`crate::oci`]) → the parts of
+//! an enclave image: `/init` (the image's program), the root tree (with `--file`s replacing
+//! what the image has at their paths), argv/env/cwd from the image config and the flags.
+
+use anyhow::Context;
+use attestation::cpio::{normalize_path, CpioEntry};
+use attestation::image::InitSpec;
+
+use crate::args::BuildArgs;
+use crate::oci::{self, Limits, LoadOptions, Node, OciSource};
+
+/// An OCI image turned into image inputs.
+pub(super) struct Prepared {
+    /// The program, stored as `/init`.
+    pub init: Vec<u8>,
+    /// The rest of the root tree.
+    pub tree: Vec<CpioEntry>,
+    /// argv, env and cwd.
+    pub init_spec: InitSpec,
+    /// Default image name: the program's file name.
+    pub name: String,
+}
+
+/// The OCI source the flags name, if any.
+pub(super) fn source(a: &BuildArgs) -> Option<OciSource> {
+    match (&a.oci_archive, &a.oci_dir) {
+        (Some(p), _) => Some(OciSource::Archive(p.clone())),
+        (None, Some(d)) => Some(OciSource::Dir(d.clone())),
+        (None, None) => None,
+    }
+}
+
+/// Reads the image and merges `files` (`--file`, already read) over its tree.
+pub(super) fn prepare(
+    a: &BuildArgs,
+    source: &OciSource,
+    env: &[String],
+    files: &[(String, Vec<u8>, u32)],
+) -> anyhow::Result<Prepared> {
+    let max_bytes = a
+        .oci_max_size_mib
+        .checked_mul(1 << 20)
+        .context("--oci-max-size-mib is too large: give a size in MiB below 2^44")?;
+    let opts = LoadOptions {
+        oci_ref: a.oci_ref.as_deref(),
+        cmd: &a.cmd,
+        env,
+        limits: Limits {
+            max_bytes,
+            max_entries: oci::MAX_ENTRIES,
+        },
+    };
+    let img = oci::load(source, &opts).context("Cannot use the OCI image")?;
+    let mut nodes = img.tree;
+    for (dst, _, _) in files {
+        if let Ok(path) = normalize_path(dst) {
+            nodes.remove(&path);
+        }
+    }
+    let tree = nodes
+        .into_iter()
+        .map(|(path, node)| match node {
+            Node::Dir(mode) => CpioEntry::dir(path, mode),
+            Node::File(mode, data) => CpioEntry::file(path, mode, data),
+            Node::Symlink(target) => CpioEntry::symlink(path, target),
+        })
+        .collect();
+    let name = img
+        .program_path
+        .rsplit('/')
+        .next()
+        .unwrap_or("app")
+        .to_owned();
+    tracing::info!(
+        program = img.program_path.as_str(),
+        argv = ?img.argv,
+        cwd = ?img.cwd,
+        skipped_devices_and_fifos = img.skipped_special,
+        "OCI image read"
+    );
+    Ok(Prepared {
+        init: img.program,
+        tree,
+        init_spec: InitSpec {
+            argv: img.argv,
+            env: img.env,
+            cwd: img.cwd,
+        },
+        name,
+    })
+}
