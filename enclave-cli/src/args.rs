@@ -47,6 +47,33 @@ pub enum Command {
     Pcr(PcrArgs),
     /// Sign an EIF (adds or replaces its signature section; sets PCR8).
     SignEif(SignEifArgs),
+    /// Rebuild an image from the same inputs as build-enclave and compare it with an EIF or
+    /// PCRs (exit 2 when it differs).
+    VerifyBuild(VerifyBuildArgs),
+}
+
+/// `verify-build`.
+#[derive(Args, Debug)]
+pub struct VerifyBuildArgs {
+    /// The build-enclave inputs to rebuild from.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// The EIF to compare with (PCRs, sections and ramdisk files).
+    #[arg(long, conflicts_with_all = ["pcrs", "pcr0", "pcr1", "pcr2"])]
+    pub eif_path: Option<PathBuf>,
+    /// PCRs to compare with: the `{"Measurements": {...}}` JSON build-enclave or nitro-cli
+    /// printed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pcr0", "pcr1", "pcr2"])]
+    pub pcrs: Option<PathBuf>,
+    /// Expected PCR0 (hex).
+    #[arg(long, value_name = "HEX")]
+    pub pcr0: Option<String>,
+    /// Expected PCR1 (hex).
+    #[arg(long, value_name = "HEX")]
+    pub pcr1: Option<String>,
+    /// Expected PCR2 (hex).
+    #[arg(long, value_name = "HEX")]
+    pub pcr2: Option<String>,
 }
 
 /// `build-enclave`.

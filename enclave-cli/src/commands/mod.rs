@@ -5,11 +5,13 @@ mod build;
 mod build_oci;
 mod ca;
 mod describe_eif;
+mod eif_diff;
 mod enclaves;
 mod pcr;
 mod run;
 mod sign_eif;
 mod verify;
+mod verify_build;
 mod vmm_process;
 
 use crate::args::{Cli, Command};
@@ -30,5 +32,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::VerifyAttestation(a) => verify::run(&a, json),
         Command::Pcr(a) => pcr::run(&a, json),
         Command::SignEif(a) => sign_eif::run(&a, json),
+        Command::VerifyBuild(a) => verify_build::run(&a, json),
     }
 }
