@@ -26,6 +26,7 @@ pub const C_PROGRAMS: &[&str] = &[
     "hostile",
     "sysfuzz",
     "abuse",
+    "oci_probe",
 ];
 
 /// The Rust guest programs shipped in `tests/guest/` (each its own cargo project).
