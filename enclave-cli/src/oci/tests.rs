@@ -139,17 +139,44 @@ fn put_blob(dir: &Path, data: &[u8]) -> String {
     digest
 }
 
+/// How test layers are stored.
+#[derive(Clone, Copy)]
+enum Comp {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
 /// Writes an OCI layout with one image (layers gzipped when `gz`) into `dir`.
 fn oci_layout(dir: &Path, layers: &[Vec<u8>], run: &serde_json::Value, gz: bool) {
+    let comp = if gz { Comp::Gzip } else { Comp::Tar };
+    let manifest = image_manifest(dir, layers, run, comp);
+    write_index(dir, &[("latest", manifest, None)]);
+}
+
+/// Writes the blobs of one image (config, layers, manifest); returns the manifest's digest
+/// and size.
+fn image_manifest(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    run: &serde_json::Value,
+    comp: Comp,
+) -> (String, usize) {
     let config = config_json(layers, run);
     let config_digest = put_blob(dir, &config);
     let layer_descs: Vec<serde_json::Value> = layers
         .iter()
         .map(|l| {
-            let (blob, mt) = if gz {
-                (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")
-            } else {
-                (l.clone(), "application/vnd.oci.image.layer.v1.tar")
+            let (blob, mt) = match comp {
+                Comp::Gzip => (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"),
+                Comp::Zstd => (
+                    ruzstd::encoding::compress_to_vec(
+                        &l[..],
+                        ruzstd::encoding::CompressionLevel::Fastest,
+                    ),
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                ),
+                Comp::Tar => (l.clone(), "application/vnd.oci.image.layer.v1.tar"),
             };
             let size = blob.len();
             serde_json::json!({"mediaType": mt, "digest": put_blob(dir, &blob), "size": size})
@@ -162,20 +189,34 @@ fn oci_layout(dir: &Path, layers: &[Vec<u8>], run: &serde_json::Value, gz: bool)
         "layers": layer_descs,
     }))
     .unwrap();
-    let manifest_digest = put_blob(dir, &manifest);
+    (put_blob(dir, &manifest), manifest.len())
+}
+
+/// One `index.json` entry: tag, (manifest digest, size), optional (os, architecture).
+type IndexEntry<'a> = (&'a str, (String, usize), Option<(&'a str, &'a str)>);
+
+/// Writes `index.json` listing the manifests.
+fn write_index(dir: &Path, images: &[IndexEntry<'_>]) {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(tag, (digest, size), platform)| {
+            let mut d = serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": size,
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            });
+            if let Some((os, arch)) = platform {
+                d["platform"] = serde_json::json!({"os": os, "architecture": arch});
+            }
+            d
+        })
+        .collect();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     std::fs::write(
         dir.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest,
-                "size": manifest.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "latest"},
-            }],
-        }))
-        .unwrap(),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": manifests}))
+            .unwrap(),
     )
     .unwrap();
 }
@@ -547,4 +588,129 @@ fn missing_layout_and_symlink_loops_are_clear() {
     );
     let err = load_dir(&d.0).unwrap_err();
     assert!(matches!(err, OciError::SymlinkLoop { .. }), "{err}");
+}
+
+#[test]
+fn zstd_layers_are_read() {
+    let d = TempDir::new();
+    let manifest = image_manifest(&d.0, &base_layers(), &run_config(), Comp::Zstd);
+    write_index(&d.0, &[("latest", manifest, None)]);
+    check_base(&load_dir(&d.0).unwrap());
+}
+
+#[test]
+fn several_images_need_a_ref_and_platform_lists_pick_amd64() {
+    let d = TempDir::new();
+    let app = |name: &str| {
+        vec![layer(&[E::File(
+            &format!("usr/bin/{name}"),
+            0o755,
+            &tiny_elf(None),
+        )])]
+    };
+    let one = image_manifest(
+        &d.0,
+        &app("one"),
+        &serde_json::json!({"Cmd": ["one"]}),
+        Comp::Tar,
+    );
+    let two = image_manifest(
+        &d.0,
+        &app("two"),
+        &serde_json::json!({"Cmd": ["two"]}),
+        Comp::Tar,
+    );
+    write_index(
+        &d.0,
+        &[("one", one.clone(), None), ("two", two.clone(), None)],
+    );
+    let err = load_dir(&d.0).unwrap_err();
+    assert!(matches!(err, OciError::Ambiguous { .. }), "{err}");
+    assert!(err.to_string().contains("one, two"), "{err}");
+    let pick = |r: &str| {
+        load(
+            &OciSource::Dir(d.0.clone()),
+            &LoadOptions {
+                oci_ref: Some(r),
+                cmd: &[],
+                env: &[],
+                limits: limits(),
+            },
+        )
+    };
+    assert_eq!(pick("two").unwrap().program_path, "usr/bin/two");
+    assert!(matches!(pick("three"), Err(OciError::Ambiguous { .. })));
+
+    // A platform list: the linux/amd64 entry is taken.
+    write_index(
+        &d.0,
+        &[
+            ("a", one.clone(), Some(("linux", "arm64"))),
+            ("a", two, Some(("linux", "amd64"))),
+        ],
+    );
+    assert_eq!(load_dir(&d.0).unwrap().program_path, "usr/bin/two");
+    write_index(
+        &d.0,
+        &[
+            ("a", one.clone(), Some(("linux", "arm64"))),
+            ("b", one, Some(("linux", "s390x"))),
+        ],
+    );
+    let err = load_dir(&d.0).unwrap_err();
+    assert!(
+        err.to_string().contains("linux/arm64, linux/s390x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nested_image_index_picks_linux_amd64() {
+    let d = TempDir::new();
+    let app = |name: &str| vec![layer(&[E::File(name, 0o755, &tiny_elf(None))])];
+    let arm = image_manifest(
+        &d.0,
+        &app("arm"),
+        &serde_json::json!({"Cmd": ["/arm"]}),
+        Comp::Tar,
+    );
+    let amd = image_manifest(
+        &d.0,
+        &app("amd"),
+        &serde_json::json!({"Cmd": ["/amd"]}),
+        Comp::Gzip,
+    );
+    let nested = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm.0, "size": arm.1,
+             "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd.0, "size": amd.1,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }))
+    .unwrap();
+    let digest = put_blob(&d.0, &nested);
+    std::fs::write(
+        d.0.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": nested.len(),
+             "annotations": {"io.containerd.image.name": "docker.io/library/app:1"}},
+        ]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let img = load(
+        &OciSource::Dir(d.0.clone()),
+        &LoadOptions {
+            oci_ref: Some("app:1"),
+            cmd: &[],
+            env: &[],
+            limits: limits(),
+        },
+    )
+    .unwrap();
+    assert_eq!(img.program_path, "amd");
+    assert_eq!(img.argv, ["/amd"]);
 }
