@@ -22,7 +22,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build an enclave image (EIF) from a static ELF program and files; no Docker.
+    /// Build an enclave image (EIF) from a static ELF program and files, or from an OCI/Docker
+    /// image archive or layout; no Docker.
     BuildEnclave(BuildArgs),
     /// Show an EIF's measurements, sections and metadata.
     DescribeEif(DescribeEifArgs),

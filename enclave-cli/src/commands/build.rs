@@ -1,5 +1,6 @@
-//! `enclave build-enclave`: a static ELF, extra files, argv and env → a reproducible EIF,
-//! written atomically; prints nitro-cli's `{"Measurements": {...}}` on stdout.
+//! `enclave build-enclave`: a static ELF (or an OCI image, see `build_oci`), extra files, argv
+//! and env → a reproducible EIF, written atomically; prints nitro-cli's `{"Measurements": {...}}`
+//! on stdout. [`build_image`] is shared with `verify-build`.
 
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -78,10 +78,10 @@ pub fn apply(
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).map_err(layer_err)?;
     drop(rest);
-    check_digest_hex(&format!("{name} (uncompressed)"), diff_id, &diff_tap.hex())?;
     if let Some(d) = digest {
         check_digest_hex(name, d, &blob_tap.hex())?;
     }
+    check_digest_hex(&format!("{name} (uncompressed)"), diff_id, &diff_tap.hex())?;
     Ok(applied)
 }
 
