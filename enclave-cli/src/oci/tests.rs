@@ -714,3 +714,69 @@ fn nested_image_index_picks_linux_amd64() {
     assert_eq!(img.program_path, "amd");
     assert_eq!(img.argv, ["/amd"]);
 }
+
+/// A small deterministic generator (xorshift) for the mutation test.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn mutated_and_truncated_layers_never_panic() {
+    let plain = base_layers().concat();
+    let packed = gzip(&plain);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..400 {
+        let source = if round % 2 == 0 { &plain } else { &packed };
+        let mut data = source.clone();
+        let len = u64::try_from(data.len()).unwrap();
+        for _ in 0..1 + next(&mut state) % 8 {
+            let at = usize::try_from(next(&mut state) % len).unwrap();
+            data[at] = u8::try_from(next(&mut state) & 0xff).unwrap();
+        }
+        if round % 5 == 0 {
+            data.truncate(usize::try_from(next(&mut state) % len).unwrap());
+        }
+        let diff_id = sha(&data);
+        let mut tree = tree::Tree::new(limits());
+        // Ok or a clean error; a panic fails the test.
+        let _ = layer::apply(
+            &mut tree,
+            "fuzz",
+            Box::new(std::io::Cursor::new(data)),
+            None,
+            &diff_id,
+            1 << 20,
+        );
+    }
+}
+
+#[test]
+fn parents_resolve_through_absolute_and_dotdot_symlinks() {
+    let mut tree = tree::Tree::new(limits());
+    tree.insert("usr".into(), Node::Dir(0o755)).unwrap();
+    tree.insert("usr/lib".into(), Node::Dir(0o755)).unwrap();
+    tree.insert("lib".into(), Node::Symlink("/usr/lib".into()))
+        .unwrap();
+    tree.insert("usr/share".into(), Node::Symlink("../opt/share".into()))
+        .unwrap();
+    assert_eq!(
+        tree.place("l", "lib/libc.so").unwrap().unwrap(),
+        "usr/lib/libc.so"
+    );
+    assert_eq!(
+        tree.place("l", "./usr/share/doc").unwrap().unwrap(),
+        "opt/share/doc"
+    );
+    assert_eq!(tree.get("opt/share"), Some(&Node::Dir(0o755)));
+    assert_eq!(tree.resolve("/lib/../lib", true).unwrap(), "usr/lib");
+    // A regular file replaced by a directory keeps nothing of it; the byte count follows.
+    tree.insert("f".into(), Node::File(0o644, vec![0; 10]))
+        .unwrap();
+    tree.check_room((1 << 20) - 10).unwrap();
+    assert!(tree.check_room((1 << 20) - 9).is_err());
+    tree.insert("f".into(), Node::Dir(0o755)).unwrap();
+    tree.check_room(1 << 20).unwrap();
+}
