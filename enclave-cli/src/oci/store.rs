@@ -246,17 +246,60 @@ fn index_archive(path: &Path) -> Result<BTreeMap<String, (u64, u64)>, OciError> 
     };
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut members = BTreeMap::new();
+    // Legacy `docker save` stores a repeated layer as a symlink to the first copy.
+    let mut links: Vec<(String, String)> = Vec::new();
     for entry in archive.entries().map_err(not_tar)? {
         let entry = entry.map_err(not_tar)?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = entry.path().map_err(not_tar)?;
-        let name = clean_member(&name.to_string_lossy());
-        if members.len() >= MAX_MEMBERS {
+        let kind = entry.header().entry_type();
+        let name = clean_member(&entry.path().map_err(not_tar)?.to_string_lossy());
+        if members.len() + links.len() >= MAX_MEMBERS {
             return Err(OciError::TooManyEntries { max: MAX_MEMBERS });
         }
-        members.insert(name, (entry.raw_file_position(), entry.size()));
+        if kind.is_file() {
+            members.insert(name, (entry.raw_file_position(), entry.size()));
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .map_err(not_tar)?
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let target = if kind.is_symlink() {
+                join_relative(&name, &target)
+            } else {
+                clean_member(&target)
+            };
+            links.push((name, target));
+        }
+    }
+    // Links to links: a few passes settle every chain a real archive has.
+    for _ in 0..4 {
+        for (name, target) in &links {
+            if let Some(&found) = members.get(target) {
+                members.entry(name.clone()).or_insert(found);
+            }
+        }
     }
     Ok(members)
+}
+
+/// `target` of a symlink member `name`, as a member name (`..` resolved, never above the root).
+fn join_relative(name: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        name.split('/').collect()
+    };
+    if !target.starts_with('/') {
+        parts.pop();
+    }
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
 }

@@ -780,3 +780,53 @@ fn parents_resolve_through_absolute_and_dotdot_symlinks() {
     tree.insert("f".into(), Node::Dir(0o755)).unwrap();
     tree.check_room(1 << 20).unwrap();
 }
+
+#[test]
+fn legacy_archive_layers_may_be_symlinks_to_an_earlier_copy() {
+    let d = TempDir::new();
+    let layers = base_layers();
+    let config = config_json(&[layers[0].clone(), layers[0].clone()], &run_config());
+    let config_name = format!("{}.json", &sha(&config)[7..]);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(u64::try_from(layers[0].len()).unwrap());
+    b.append_data(&mut h, "aaa/layer.tar", &layers[0][..])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, "bbb/layer.tar", "../aaa/layer.tar")
+        .unwrap();
+    for (name, data) in [
+        (config_name.clone(), config),
+        (
+            "manifest.json".to_owned(),
+            serde_json::to_vec(
+                &serde_json::json!([{"Config": config_name, "RepoTags": null,
+                "Layers": ["aaa/layer.tar", "bbb/layer.tar"]}]),
+            )
+            .unwrap(),
+        ),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(u64::try_from(data.len()).unwrap());
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let archive = d.0.join("image.tar");
+    std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+    let img = load(
+        &OciSource::Archive(archive),
+        &LoadOptions {
+            oci_ref: None,
+            cmd: &[],
+            env: &[],
+            limits: limits(),
+        },
+    )
+    .unwrap();
+    assert_eq!(img.program_path, "usr/bin/app");
+    assert_eq!(file(&img, "etc/gone").map(|f| f.1), Some(&b"lower"[..]));
+}
