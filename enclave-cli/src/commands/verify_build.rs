@@ -210,3 +210,43 @@ fn read_pcr_file(path: &std::path::Path) -> anyhow::Result<Vec<(&'static str, St
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("verify-build-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn pcr_files_are_nitro_cli_measurements_or_the_inner_object() {
+        let a = "AB".repeat(48);
+        let outer = write(
+            "outer",
+            &format!(
+                r#"{{"Measurements": {{"HashAlgorithm": "Sha384 {{ ... }}", "PCR0": "{a}", "PCR2": "{a}"}}}}"#
+            ),
+        );
+        let got = read_pcr_file(&outer).unwrap();
+        assert_eq!(got, [("PCR0", "ab".repeat(48)), ("PCR2", "ab".repeat(48))]);
+        let inner = write("inner", &format!(r#"{{"PCR1": "{a}"}}"#));
+        assert_eq!(read_pcr_file(&inner).unwrap(), [("PCR1", "ab".repeat(48))]);
+        let none = write("none", r#"{"Measurements": {}}"#);
+        let err = read_pcr_file(&none).unwrap_err();
+        assert!(err.to_string().contains("has no PCR0/PCR1/PCR2"), "{err}");
+        let bad = write("bad", "not json");
+        assert!(read_pcr_file(&bad).is_err());
+        for p in [outer, inner, none, bad] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    #[test]
+    fn pcrs_name_what_they_cover() {
+        assert!(covers("PCR1").contains("ramdisk 0"));
+        assert!(covers("PCR2").contains("ramdisks 1"));
+    }
+}
