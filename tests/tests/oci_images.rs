@@ -1,4 +1,4 @@
-//! OCI images built by a standard tool (`umoci`, from Debian's packages; no registry) become
+//! OCI images built by standard tools (`umoci`, `skopeo`, from Debian's packages; no registry) become
 //! enclave images with `build-enclave --oci-dir/--oci-archive`: reproducibly, with the
 //! image's layers and whiteouts applied, checked by `verify-build`, and run in an enclave
 //! with the image's Entrypoint/Cmd, Env and WorkingDir.
@@ -17,7 +17,7 @@ fn run_tool(program: &str, args: &[&OsStr]) {
         .args(args)
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}): install it with scripts/setup.sh (apt-get install umoci)")
+            panic!("cannot run {program} ({e}): install it with scripts/setup.sh (apt-get install umoci skopeo)")
         });
     assert!(
         out.status.success(),
@@ -120,6 +120,26 @@ fn umoci_layout_builds_reproducibly_and_verify_build_names_a_changed_file() {
         a == c,
         "the archive and the directory give different images"
     );
+
+    // skopeo's legacy `docker save` form (manifest.json, layer tars, symlinked repeats) and
+    // its `oci-archive:` form give the same bytes too.
+    for (i, dest) in ["docker-archive", "oci-archive"].iter().enumerate() {
+        let out = env.root().join(format!("{dest}.tar"));
+        let src = format!("oci:{}:latest", layout.display());
+        let dst = format!("{dest}:{}:app:1", out.display());
+        run_tool(
+            "skopeo",
+            &[
+                OsStr::new("--insecure-policy"),
+                OsStr::new("copy"),
+                OsStr::new(&src),
+                OsStr::new(&dst),
+            ],
+        );
+        let source = [OsStr::new("--oci-archive"), out.as_os_str()];
+        let eif = build(&env, &source, &[], &env.root().join(format!("s{i}.eif")));
+        assert!(a == eif, "skopeo's {dest} gives a different image");
+    }
 
     // The tree: layer 1's files, layer 2's whiteout applied, the program also as /init.
     let eif = env.root().join("a.eif");
