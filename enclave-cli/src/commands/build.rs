@@ -130,7 +130,7 @@ fn split_file_spec(spec: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 /// Reads one `--file SRC:DST`: contents and permission bits (`& 0o777`) of SRC, for DST.
-pub(super) fn read_file_spec(spec: &str) -> anyhow::Result<(String, Vec<u8>, u32)> {
+fn read_file_spec(spec: &str) -> anyhow::Result<(String, Vec<u8>, u32)> {
     let (src, dst) = split_file_spec(spec)?;
     let meta = std::fs::metadata(src).with_context(|| {
         format!("Cannot read --file source {src}: check the path (given as {spec:?})")
