@@ -230,6 +230,48 @@ fn oci_errors_name_the_fix() {
         env.root().join("x.eif").as_os_str(),
     ]);
     out.fails_with(1, &["over the 0 MiB limit", "--oci-max-size-mib"]);
+
+    let extra = env.root().join("extra.txt");
+    std::fs::write(&extra, "x").expect("write extra");
+    let into_dir = format!("{}:/srv/app", extra.display());
+    let out = env.cli([
+        OsStr::new("build-enclave"),
+        OsStr::new("--oci-dir"),
+        layout.as_os_str(),
+        OsStr::new("--file"),
+        OsStr::new(&into_dir),
+        OsStr::new("--output-file"),
+        env.root().join("x.eif").as_os_str(),
+    ]);
+    out.fails_with(
+        1,
+        &["--file destination /srv/app is a directory of the image"],
+    );
+
+    // A --file under the image's /bin symlink lands where it points.
+    let via_link = format!("{}:/bin/extra", extra.display());
+    let eif = env.root().join("linked.eif");
+    build(
+        &env,
+        &[OsStr::new("--oci-dir"), layout.as_os_str()],
+        &["--file", &via_link],
+        &eif,
+    );
+    let described = env
+        .cli([
+            OsStr::new("describe-eif"),
+            OsStr::new("--eif-path"),
+            eif.as_os_str(),
+        ])
+        .ok()
+        .json();
+    let files: Vec<&str> = described["Files"]
+        .as_array()
+        .expect("Files")
+        .iter()
+        .filter_map(|f| f["Path"].as_str())
+        .collect();
+    assert!(files.contains(&"/usr/local/bin/extra"), "{files:?}");
 }
 
 #[test]

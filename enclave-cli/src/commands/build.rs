@@ -46,7 +46,7 @@ pub(super) fn build_image(
     progress: &Progress,
 ) -> anyhow::Result<(Vec<u8>, Measurements)> {
     progress.say("reading files");
-    let files = a
+    let mut files = a
         .files
         .iter()
         .map(|spec| read_file_spec(spec))
@@ -60,7 +60,7 @@ pub(super) fn build_image(
     let (init, tree, init_spec, default_name) = match super::build_oci::source(a) {
         Some(source) => {
             progress.say("reading the OCI image");
-            let img = super::build_oci::prepare(a, &source, &env, &files)?;
+            let img = super::build_oci::prepare(a, &source, &env, &mut files)?;
             (img.init, img.tree, img.init_spec, img.name)
         }
         None => {

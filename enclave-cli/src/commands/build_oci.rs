@@ -30,12 +30,14 @@ pub(super) fn source(a: &BuildArgs) -> Option<OciSource> {
     }
 }
 
-/// Reads the image and merges `files` (`--file`, already read) over its tree.
+/// Reads the image and merges `files` (`--file`, already read) over its tree: a destination
+/// under a symlinked directory of the image (e.g. `/bin` → `usr/bin`) is moved to where the
+/// symlink points, and what the image has there is replaced.
 pub(super) fn prepare(
     a: &BuildArgs,
     source: &OciSource,
     env: &[String],
-    files: &[(String, Vec<u8>, u32)],
+    files: &mut [(String, Vec<u8>, u32)],
 ) -> anyhow::Result<Prepared> {
     let max_bytes = a
         .oci_max_size_mib
@@ -52,10 +54,29 @@ pub(super) fn prepare(
     };
     let img = oci::load(source, &opts).context("Cannot use the OCI image")?;
     let mut nodes = img.tree;
-    for (dst, _, _) in files {
-        if let Ok(path) = normalize_path(dst) {
-            nodes.remove(&path);
+    for (dst, _, _) in files.iter_mut() {
+        let Ok(path) = normalize_path(dst) else {
+            continue; // build_eif names the bad destination
+        };
+        let placed = match path.rsplit_once('/') {
+            Some((dir, name)) => {
+                let dir = oci::resolve(&nodes, dir, true)
+                    .with_context(|| format!("Cannot place --file destination {dst}"))?;
+                if dir.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{dir}/{name}")
+                }
+            }
+            None => path,
+        };
+        if matches!(nodes.get(&placed), Some(Node::Dir(_))) {
+            anyhow::bail!(
+                "--file destination {dst} is a directory of the image: give a file path inside it"
+            );
         }
+        nodes.remove(&placed);
+        *dst = format!("/{placed}");
     }
     let tree = nodes
         .into_iter()

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 pub use error::OciError;
 pub use store::OciSource;
-pub use tree::{Limits, Node};
+pub use tree::{resolve, Limits, Node};
 
 /// Default bound on the unpacked image, in MiB.
 pub const DEFAULT_MAX_SIZE_MIB: u64 = 1024;

@@ -87,51 +87,7 @@ impl Tree {
     /// The path `path` names after following symlinks in its directories (and in the last
     /// component when `follow_last`); directories that do not exist are kept as named.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Result<String, OciError> {
-        let mut hops = 0;
-        self.resolve_from(&mut Vec::new(), path, follow_last, &mut hops, path)
-            .map(|v| v.join("/"))
-    }
-
-    fn resolve_from(
-        &self,
-        stack: &mut Vec<String>,
-        path: &str,
-        follow_last: bool,
-        hops: &mut u32,
-        original: &str,
-    ) -> Result<Vec<String>, OciError> {
-        if path.starts_with('/') {
-            stack.clear();
-        }
-        let parts: Vec<&str> = path
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        for (i, part) in parts.iter().enumerate() {
-            if *part == ".." {
-                stack.pop();
-                continue;
-            }
-            stack.push((*part).to_owned());
-            let last = i + 1 == parts.len();
-            if last && !follow_last {
-                break;
-            }
-            if let Some(Node::Symlink(target)) = self.nodes.get(&stack.join("/")) {
-                *hops += 1;
-                if *hops > MAX_SYMLINK_HOPS {
-                    return Err(OciError::SymlinkLoop {
-                        path: original.trim_start_matches('/').to_owned(),
-                        max: MAX_SYMLINK_HOPS,
-                    });
-                }
-                stack.pop();
-                let target = target.clone();
-                let mut resolved = self.resolve_from(stack, &target, true, hops, original)?;
-                std::mem::swap(stack, &mut resolved);
-            }
-        }
-        Ok(stack.clone())
+        resolve(&self.nodes, path, follow_last)
     }
 
     /// Where an entry of a layer at `path` goes: its parent directories resolved through
@@ -254,4 +210,57 @@ impl Tree {
             }
         }
     }
+}
+
+/// The path `path` names in `nodes` after following symlinks in its directories (and in the
+/// last component when `follow_last`); directories that do not exist are kept as named.
+pub fn resolve(
+    nodes: &BTreeMap<String, Node>,
+    path: &str,
+    follow_last: bool,
+) -> Result<String, OciError> {
+    let mut hops = 0;
+    resolve_from(nodes, &mut Vec::new(), path, follow_last, &mut hops, path).map(|v| v.join("/"))
+}
+
+fn resolve_from(
+    nodes: &BTreeMap<String, Node>,
+    stack: &mut Vec<String>,
+    path: &str,
+    follow_last: bool,
+    hops: &mut u32,
+    original: &str,
+) -> Result<Vec<String>, OciError> {
+    if path.starts_with('/') {
+        stack.clear();
+    }
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        if *part == ".." {
+            stack.pop();
+            continue;
+        }
+        stack.push((*part).to_owned());
+        let last = i + 1 == parts.len();
+        if last && !follow_last {
+            break;
+        }
+        if let Some(Node::Symlink(target)) = nodes.get(&stack.join("/")) {
+            *hops += 1;
+            if *hops > MAX_SYMLINK_HOPS {
+                return Err(OciError::SymlinkLoop {
+                    path: original.trim_start_matches('/').to_owned(),
+                    max: MAX_SYMLINK_HOPS,
+                });
+            }
+            stack.pop();
+            let target = target.clone();
+            let mut resolved = resolve_from(nodes, stack, &target, true, hops, original)?;
+            std::mem::swap(stack, &mut resolved);
+        }
+    }
+    Ok(stack.clone())
 }
