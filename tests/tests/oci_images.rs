@@ -169,6 +169,16 @@ fn umoci_layout_builds_reproducibly_and_verify_build_names_a_changed_file() {
         !files.contains(&"/srv/app/old.txt"),
         "the whiteout of layer 2 was not applied: {files:?}"
     );
+    // The metadata records which image it came from and what was taken from its config.
+    let info = &described["Metadata"]["DockerInfo"];
+    assert!(
+        info["Id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sha256:") && id.len() == 71),
+        "{info}"
+    );
+    assert_eq!(info["Program"], "/usr/local/bin/oci-probe", "{info}");
+    assert_eq!(info["Config"]["WorkingDir"], "/srv/app", "{info}");
 
     let verify = |extra: &[&str]| {
         let mut args: Vec<&OsStr> = vec![OsStr::new("verify-build")];

@@ -57,11 +57,17 @@ pub(super) fn build_image(
         .map(|e| check_env(e).map(|()| e.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let (init, tree, init_spec, default_name) = match super::build_oci::source(a) {
+    let (init, tree, init_spec, default_name, docker_info) = match super::build_oci::source(a) {
         Some(source) => {
             progress.say("reading the OCI image");
             let img = super::build_oci::prepare(a, &source, &env, &mut files)?;
-            (img.init, img.tree, img.init_spec, img.name)
+            (
+                img.init,
+                img.tree,
+                img.init_spec,
+                img.name,
+                Some(img.docker_info),
+            )
         }
         None => {
             progress.say("reading the program");
@@ -83,17 +89,21 @@ pub(super) fn build_image(
                 env,
                 cwd: None,
             };
-            (init, Vec::new(), spec, default_name(binary)?)
+            (init, Vec::new(), spec, default_name(binary)?, None)
         }
     };
 
     let name = a.name.clone().unwrap_or(default_name);
-    let metadata = ImageMetadata::new(
+    let mut metadata = ImageMetadata::new(
         name,
         a.version.clone(),
         build_time()?,
         format!("enclave-guest-abi-{}", guest_abi::ABI_VERSION),
     );
+
+    if let Some(info) = docker_info {
+        metadata.docker_info = info;
+    }
 
     progress.say("building the image");
     let inputs = ImageInputs {

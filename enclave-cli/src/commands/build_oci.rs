@@ -19,6 +19,8 @@ pub(super) struct Prepared {
     pub init_spec: InitSpec,
     /// Default image name: the program's file name.
     pub name: String,
+    /// The metadata's `DockerInfo`: the image ID and what was taken from its config.
+    pub docker_info: serde_json::Value,
 }
 
 /// The OCI source the flags name, if any.
@@ -99,7 +101,18 @@ pub(super) fn prepare(
         skipped_devices_and_fifos = img.skipped_special,
         "OCI image read"
     );
+    let docker_info = serde_json::json!({
+        "Id": img.config_digest,
+        "RepoTags": a.oci_ref.iter().collect::<Vec<_>>(),
+        "Program": format!("/{}", img.program_path),
+        "Config": {
+            "Argv": img.argv,
+            "Env": img.env,
+            "WorkingDir": img.cwd.clone().unwrap_or_default(),
+        },
+    });
     Ok(Prepared {
+        docker_info,
         init: img.program,
         tree,
         init_spec: InitSpec {

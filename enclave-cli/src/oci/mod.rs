@@ -55,6 +55,8 @@ pub struct OciImage {
     pub cwd: Option<String>,
     /// Device nodes and FIFOs left out.
     pub skipped_special: usize,
+    /// `sha256:` digest of the image config (the image ID).
+    pub config_digest: String,
 }
 
 /// Reads the image at `source`.
@@ -62,6 +64,10 @@ pub fn load(source: &OciSource, opts: &LoadOptions<'_>) -> Result<OciImage, OciE
     let store = store::Store::open_source(source)?;
     let resolved = layout::resolve(&store, opts.oci_ref)?;
     let image_config = config::parse(&resolved.config)?;
+    let config_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&resolved.config))
+    );
     let diff_ids = &image_config.rootfs.diff_ids;
     if diff_ids.len() != resolved.layers.len() {
         return Err(OciError::LayerCount {
@@ -120,5 +126,6 @@ pub fn load(source: &OciSource, opts: &LoadOptions<'_>) -> Result<OciImage, OciE
         env,
         cwd,
         skipped_special,
+        config_digest,
     })
 }
