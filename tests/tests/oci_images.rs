@@ -191,6 +191,39 @@ fn umoci_layout_builds_reproducibly_and_verify_build_names_a_changed_file() {
     same.ok();
     assert!(same.stdout.starts_with("MATCH"), "{same}");
 
+    // Against build-enclave's printed measurements (--pcrs) and one PCR given by hand.
+    let pcrs_file = env.root().join("pcrs.json");
+    let mut args: Vec<&OsStr> = vec![OsStr::new("build-enclave")];
+    args.extend(dir_source);
+    let scratch = env.root().join("scratch.eif");
+    args.extend([OsStr::new("--output-file"), scratch.as_os_str()]);
+    let printed = env.cli(&args);
+    printed.ok();
+    std::fs::write(&pcrs_file, &printed.stdout).expect("write pcrs");
+    let pcr0 = printed.json()["Measurements"]["PCR0"]
+        .as_str()
+        .expect("PCR0")
+        .to_owned();
+    let by_pcrs = |extra: &[&str], against: &[&OsStr]| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("verify-build"), OsStr::new("--json")];
+        args.extend(dir_source);
+        args.extend(extra.iter().map(OsStr::new));
+        args.extend(against);
+        env.cli(&args)
+    };
+    let ok = by_pcrs(&[], &[OsStr::new("--pcrs"), pcrs_file.as_os_str()]);
+    ok.ok();
+    assert_eq!(ok.json()["Match"], true, "{ok}");
+    let other_cmd = by_pcrs(
+        &["--cmd", "other"],
+        &[OsStr::new("--pcr0"), OsStr::new(&pcr0)],
+    );
+    assert_eq!(other_cmd.code(), Some(2), "{other_cmd}");
+    let report = other_cmd.json();
+    assert_eq!(report["Match"], false, "{other_cmd}");
+    assert_eq!(report["Pcrs"][0]["Pcr"], "PCR0", "{other_cmd}");
+    assert_eq!(report["Pcrs"][0]["Match"], false, "{other_cmd}");
+
     let extra = env.root().join("extra.txt");
     std::fs::write(&extra, "one more file").expect("write extra");
     let spec = format!("{}:/srv/app/data.txt", extra.display());
