@@ -23,6 +23,14 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
+    /// The archive itself is compressed.
+    #[error("{path} is {what}-compressed: decompress it first (e.g. `gunzip -k`, `zstd -d`), then give the .tar")]
+    CompressedArchive {
+        /// The archive.
+        path: PathBuf,
+        /// gzip, zstd, xz or bzip2.
+        what: &'static str,
+    },
     /// Neither `index.json` nor `manifest.json`.
     #[error("{path} holds neither index.json (OCI layout) nor manifest.json (docker save): give the directory or archive of an image")]
     NoLayout {

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 
-use super::store::{check_digest_hex, HashingReader};
+use super::store::{check_digest_hex, compression_of, HashingReader};
 use super::tree::{components, Node, Tree};
 use super::OciError;
 
@@ -52,15 +52,10 @@ pub fn apply(
                 source: std::io::Error::other(e.to_string()),
             })?;
         Box::new(dec)
-    } else if magic.starts_with(b"BZh") {
+    } else if let Some(what) = compression_of(&magic) {
         return Err(OciError::Compression {
             name: name.to_owned(),
-            what: "bzip2",
-        });
-    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
-        return Err(OciError::Compression {
-            name: name.to_owned(),
-            what: "xz",
+            what,
         });
     } else {
         Box::new(buffered)

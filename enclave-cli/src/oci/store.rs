@@ -238,8 +238,32 @@ pub fn clean_member(name: &str) -> String {
     s.to_owned()
 }
 
+/// The compression whose magic bytes `head` starts with, if any.
+pub fn compression_of(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
+        Some("xz")
+    } else if head.starts_with(b"BZh") {
+        Some("bzip2")
+    } else {
+        None
+    }
+}
+
 fn index_archive(path: &Path) -> Result<BTreeMap<String, (u64, u64)>, OciError> {
-    let file = File::open(path).map_err(|e| io(path, e))?;
+    let mut file = File::open(path).map_err(|e| io(path, e))?;
+    let mut head = [0u8; 6];
+    let n = file.read(&mut head).unwrap_or(0);
+    if let Some(what) = compression_of(head.get(..n).unwrap_or_default()) {
+        return Err(OciError::CompressedArchive {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| io(path, e))?;
     let not_tar = |source| OciError::NotTar {
         path: path.to_owned(),
         source,

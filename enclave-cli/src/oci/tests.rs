@@ -830,3 +830,37 @@ fn legacy_archive_layers_may_be_symlinks_to_an_earlier_copy() {
     assert_eq!(img.program_path, "usr/bin/app");
     assert_eq!(file(&img, "etc/gone").map(|f| f.1), Some(&b"lower"[..]));
 }
+
+#[test]
+fn compressed_archives_and_layers_name_the_fix() {
+    let d = TempDir::new();
+    let archive = d.0.join("image.tar");
+    docker_archive(&archive, &base_layers(), &run_config());
+    let gz = d.0.join("image.tar.gz");
+    std::fs::write(&gz, gzip(&std::fs::read(&archive).unwrap())).unwrap();
+    let opts = LoadOptions {
+        oci_ref: None,
+        cmd: &[],
+        env: &[],
+        limits: limits(),
+    };
+    let err = load(&OciSource::Archive(gz), &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is gzip-compressed: decompress it first"),
+        "{err}"
+    );
+
+    let mut tree = tree::Tree::new(limits());
+    let xz = vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0];
+    let err = layer::apply(
+        &mut tree,
+        "l",
+        Box::new(std::io::Cursor::new(xz)),
+        None,
+        &sha(b""),
+        1 << 20,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("compressed with xz"), "{err}");
+}
