@@ -52,6 +52,7 @@ fn inputs() -> ImageInputs {
         init_spec: InitSpec {
             argv: vec!["/init".into(), "--serve".into()],
             env: vec!["RUST_LOG=info".into()],
+            cwd: None,
         },
         metadata: ImageMetadata::new("hello", "1.0", EPOCH_BUILD_TIME, "abi-1"),
     }

@@ -22,7 +22,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build an enclave image (EIF) from a static ELF program and files; no Docker.
+    /// Build an enclave image (EIF) from a static ELF program and files, or from an OCI/Docker
+    /// image archive or layout; no Docker.
     BuildEnclave(BuildArgs),
     /// Show an EIF's measurements, sections and metadata.
     DescribeEif(DescribeEifArgs),
@@ -52,26 +53,70 @@ pub enum Command {
     /// Check what this host offers for enclaves and what it lacks (exits 1 if run-enclave
     /// cannot work here).
     Doctor,
+    /// Rebuild an image from the same inputs as build-enclave and compare it with an EIF or
+    /// PCRs (exit 2 when it differs).
+    VerifyBuild(VerifyBuildArgs),
+}
+
+/// `verify-build`.
+#[derive(Args, Debug)]
+pub struct VerifyBuildArgs {
+    /// The build-enclave inputs to rebuild from.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// The EIF to compare with (PCRs, sections and ramdisk files).
+    #[arg(long, conflicts_with_all = ["pcrs", "pcr0", "pcr1", "pcr2"])]
+    pub eif_path: Option<PathBuf>,
+    /// PCRs to compare with: the `{"Measurements": {...}}` JSON build-enclave or nitro-cli
+    /// printed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pcr0", "pcr1", "pcr2"])]
+    pub pcrs: Option<PathBuf>,
+    /// Expected PCR0 (hex).
+    #[arg(long, value_name = "HEX")]
+    pub pcr0: Option<String>,
+    /// Expected PCR1 (hex).
+    #[arg(long, value_name = "HEX")]
+    pub pcr1: Option<String>,
+    /// Expected PCR2 (hex).
+    #[arg(long, value_name = "HEX")]
+    pub pcr2: Option<String>,
 }
 
 /// `build-enclave`.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// The static x86_64 ELF program to run as /init.
-    #[arg(long)]
-    pub binary: PathBuf,
+    #[arg(long, required_unless_present_any = ["oci_archive", "oci_dir"], conflicts_with_all = ["oci_archive", "oci_dir"])]
+    pub binary: Option<PathBuf>,
+    /// An OCI image archive instead of --binary: `docker save`, `podman save` or
+    /// `skopeo copy ... oci-archive:FILE` output. --cmd replaces its Cmd, --env adds to its Env.
+    #[arg(long, value_name = "FILE", conflicts_with = "oci_dir")]
+    pub oci_archive: Option<PathBuf>,
+    /// An OCI image layout directory instead of --binary (`skopeo copy ... oci:DIR`, umoci,
+    /// buildah).
+    #[arg(long, value_name = "DIR")]
+    pub oci_dir: Option<PathBuf>,
+    /// Which image of the archive or layout (a tag such as `latest` or `app:1`) when it holds
+    /// several.
+    #[arg(long, value_name = "NAME")]
+    pub oci_ref: Option<String>,
+    /// Largest unpacked image accepted, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = crate::oci::DEFAULT_MAX_SIZE_MIB)]
+    pub oci_max_size_mib: u64,
     /// Extra file to put in the image, as SRC:DST (DST absolute inside the image).
     #[arg(long = "file", value_name = "SRC:DST")]
     pub files: Vec<String>,
-    /// Argument for the program (repeat; the first is argv[1], argv[0] is /init).
+    /// Argument for the program (repeat; the first is argv[1], argv[0] is /init; with an OCI
+    /// image they replace the image's Cmd).
     #[arg(long = "cmd", value_name = "ARG", allow_hyphen_values = true)]
     pub cmd: Vec<String>,
     /// Environment variable for the program, as K=V (repeat).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Where to write the EIF.
+    /// Where to write the EIF (required by build-enclave; verify-build writes its rebuild
+    /// there when given).
     #[arg(long)]
-    pub output_file: PathBuf,
+    pub output_file: Option<PathBuf>,
     /// Image name recorded in the metadata (default: the binary's file name).
     #[arg(long)]
     pub name: Option<String>,

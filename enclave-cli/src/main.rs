@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod oci;
 mod output;
 mod stream;
 

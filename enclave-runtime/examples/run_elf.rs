@@ -32,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         kernel: enclave_runtime::guest_abi::kernel_blob(),
         init,
         files: vec![("/etc/motd".into(), b"hello file\n".to_vec(), 0o644)],
-        init_spec: InitSpec { argv, env },
+        init_spec: InitSpec {
+            argv,
+            env,
+            cwd: None,
+        },
         metadata: ImageMetadata::new("run_elf", "1", EPOCH_BUILD_TIME, "abi-1"),
     })?;
     let t = std::time::Instant::now();

@@ -394,6 +394,7 @@ mod tests {
             init_spec: InitSpec {
                 argv: vec!["/init".into()],
                 env: vec![],
+                cwd: None,
             },
             metadata: ImageMetadata::new("t", "1", attestation::image::EPOCH_BUILD_TIME, "abi"),
         })

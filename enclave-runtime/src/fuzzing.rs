@@ -136,6 +136,7 @@ pub fn seed_image() -> Vec<u8> {
     let spec = InitSpec {
         argv: vec!["/init".into(), "arg".into()],
         env: vec!["K=V".into()],
+        cwd: None,
     };
     let root = cpio::write(&[CpioEntry::file("init", 0o755, seed_elf())]).unwrap_or_default();
     let mut w = EifWriter::new(crate::guest_abi::kernel_blob(), spec.to_bytes());

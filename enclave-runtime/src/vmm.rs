@@ -59,6 +59,12 @@ pub enum VmmError {
     /// The image's file tree.
     #[error("the image's file tree is invalid")]
     Tree(#[source] FsError),
+    /// The init spec's working directory is not a directory of the image.
+    #[error("the image's working directory {cwd} is not a directory of its file tree: rebuild the image with a working directory that exists")]
+    Cwd {
+        /// The cwd of the init spec.
+        cwd: String,
+    },
     /// vCPU set-up.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
@@ -277,6 +283,11 @@ fn build(
     let kernel = Arc::new(Kernel::new(kconfig, size, mm, Arc::new(tree)));
     if let Some(fastio) = fast_io(&vm, &ram, &kernel) {
         kernel.set_fastio(fastio);
+    }
+    if let Some(cwd) = &img.spec.cwd {
+        kernel
+            .set_initial_cwd(cwd)
+            .map_err(|_| VmmError::Cwd { cwd: cwd.clone() })?;
     }
     let threads = Threads::new(kvm, vm, &kernel, ram.clone(), read_only);
     kernel.set_spawner(threads.clone());

@@ -27,6 +27,7 @@ pub const C_PROGRAMS: &[&str] = &[
     "sysfuzz",
     "abuse",
     "fastpath",
+    "oci_probe",
 ];
 
 /// The Rust guest programs shipped in `tests/guest/` (each its own cargo project).

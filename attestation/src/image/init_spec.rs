@@ -1,5 +1,6 @@
-//! `InitSpec`: the guest init's argv and environment, stored as compact JSON
-//! (`{"argv":[...],"env":[...]}`) in the EIF's Cmdline section.
+//! `InitSpec`: the guest init's argv, environment and optional working directory, stored as
+//! compact JSON (`{"argv":[...],"env":[...]}`, plus `"cwd":"/dir"` when one is set) in the
+//! EIF's Cmdline section. Images without `cwd` start in `/`, as before.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,12 @@ pub enum InitSpecError {
         /// The entry.
         entry: String,
     },
+    /// The working directory is not an absolute path.
+    #[error("Init spec cwd {cwd:?} is not an absolute path without NUL: give e.g. /app")]
+    BadCwd {
+        /// The cwd given.
+        cwd: String,
+    },
 }
 
 /// Arguments and environment of the guest's `/init`.
@@ -48,6 +55,9 @@ pub struct InitSpec {
     pub argv: Vec<String>,
     /// Environment, each "NAME=value".
     pub env: Vec<String>,
+    /// Working directory the program starts in (absolute); `None`: `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
 }
 
 impl InitSpec {
@@ -64,7 +74,7 @@ impl InitSpec {
         Ok(spec)
     }
 
-    /// Checks no string has a NUL and every env entry has '='.
+    /// Checks no string has a NUL, every env entry has '=' and a cwd is absolute.
     pub fn validate(&self) -> Result<(), InitSpecError> {
         for (field, list) in [("argv", &self.argv), ("env", &self.env)] {
             if let Some(index) = list.iter().position(|s| s.contains('\0')) {
@@ -77,6 +87,11 @@ impl InitSpec {
                 entry: entry.clone(),
             });
         }
+        if let Some(cwd) = &self.cwd {
+            if !cwd.starts_with('/') || cwd.contains('\0') {
+                return Err(InitSpecError::BadCwd { cwd: cwd.clone() });
+            }
+        }
         Ok(())
     }
 
@@ -84,5 +99,33 @@ impl InitSpec {
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing two Vec<String> to JSON cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_without_cwd_keeps_the_old_bytes() {
+        let spec = InitSpec {
+            argv: vec!["/init".into()],
+            env: vec!["A=1".into()],
+            cwd: None,
+        };
+        assert_eq!(spec.to_bytes(), br#"{"argv":["/init"],"env":["A=1"]}"#);
+        assert_eq!(InitSpec::parse(&spec.to_bytes()).unwrap(), spec);
+    }
+
+    #[test]
+    fn cwd_round_trips_and_must_be_absolute() {
+        let mut spec = InitSpec {
+            argv: vec!["/init".into()],
+            env: vec![],
+            cwd: Some("/app".into()),
+        };
+        assert_eq!(InitSpec::parse(&spec.to_bytes()).unwrap(), spec);
+        spec.cwd = Some("app".into());
+        assert!(matches!(spec.validate(), Err(InitSpecError::BadCwd { .. })));
     }
 }

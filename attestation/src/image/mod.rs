@@ -1,6 +1,7 @@
 //! Building an enclave image from its parts, reproducibly: the runtime's kernel blob, the
 //! static init ELF and extra files (ramdisk 0, a cpio `newc` with `/init`), the init spec
-//! (Cmdline section) and identity metadata (Metadata section). Same inputs → same bytes.
+//! (Cmdline section) and identity metadata (Metadata section); optionally a whole root tree
+//! (an unpacked container image). Same inputs → same bytes.
 
 mod describe;
 mod init_spec;
@@ -101,6 +102,16 @@ pub struct BuiltImage {
 /// Builds the EIF: kernel, cmdline (init spec JSON), metadata, ramdisk 0 (cpio of `/init`
 /// and the files). Reproducible: same inputs give byte-identical output.
 pub fn build_eif(inputs: &ImageInputs) -> Result<BuiltImage, ImageError> {
+    build_eif_with_tree(inputs, &[])
+}
+
+/// [`build_eif`] with a whole root tree besides `/init` and the files: directories, regular
+/// files and symlinks (an unpacked container image). A tree entry may not be `init` nor
+/// share a path with a file.
+pub fn build_eif_with_tree(
+    inputs: &ImageInputs,
+    tree: &[CpioEntry],
+) -> Result<BuiltImage, ImageError> {
     if inputs.kernel.is_empty() {
         return Err(ImageError::EmptyKernel);
     }
@@ -108,7 +119,7 @@ pub fn build_eif(inputs: &ImageInputs) -> Result<BuiltImage, ImageError> {
         return Err(ImageError::EmptyInit);
     }
     inputs.init_spec.validate().map_err(ImageError::InitSpec)?;
-    let ramdisk = root_ramdisk(inputs)?;
+    let ramdisk = root_ramdisk(inputs, tree)?;
     let mut writer = EifWriter::new(inputs.kernel.clone(), inputs.init_spec.to_bytes());
     writer.metadata = Some(inputs.metadata.to_bytes());
     writer.ramdisks = vec![ramdisk];
@@ -121,7 +132,7 @@ pub fn build_eif(inputs: &ImageInputs) -> Result<BuiltImage, ImageError> {
 }
 
 /// The cpio of `/init` plus the files, paths normalized, duplicates refused.
-fn root_ramdisk(inputs: &ImageInputs) -> Result<Vec<u8>, ImageError> {
+fn root_ramdisk(inputs: &ImageInputs, tree: &[CpioEntry]) -> Result<Vec<u8>, ImageError> {
     let mut entries = vec![CpioEntry {
         path: INIT_PATH.to_owned(),
         mode: INIT_MODE,
@@ -143,6 +154,25 @@ fn root_ramdisk(inputs: &ImageInputs) -> Result<Vec<u8>, ImageError> {
             return Err(ImageError::DuplicateFile { path });
         }
         entries.push(CpioEntry::file(path, *perm, data.clone()));
+    }
+    for entry in tree {
+        let path = normalize_path(&entry.path).map_err(|source| ImageError::FilePath {
+            path: entry.path.clone(),
+            source,
+        })?;
+        if path == INIT_PATH {
+            return Err(ImageError::InitPathTaken {
+                path: entry.path.clone(),
+            });
+        }
+        if !seen.insert(path.clone()) {
+            return Err(ImageError::DuplicateFile { path });
+        }
+        entries.push(CpioEntry {
+            path,
+            mode: entry.mode,
+            data: entry.data.clone(),
+        });
     }
     cpio::write(&entries).map_err(ImageError::Ramdisk)
 }

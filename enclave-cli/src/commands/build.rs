@@ -1,5 +1,6 @@
-//! `enclave build-enclave`: a static ELF, extra files, argv and env → a reproducible EIF,
-//! written atomically; prints nitro-cli's `{"Measurements": {...}}` on stdout.
+//! `enclave build-enclave`: a static ELF (or an OCI image, see `build_oci`), extra files, argv
+//! and env → a reproducible EIF, written atomically; prints nitro-cli's `{"Measurements": {...}}`
+//! on stdout. [`build_image`] is shared with `verify-build`.
 
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use attestation::image::{
-    build_eif, build_time_from_epoch, ImageInputs, ImageMetadata, InitSpec, EPOCH_BUILD_TIME,
+    build_eif_with_tree, build_time_from_epoch, ImageInputs, ImageMetadata, InitSpec,
+    EPOCH_BUILD_TIME,
 };
+use attestation::pcr::Measurements;
 use enclave_runtime::guest_abi;
 
 use crate::args::BuildArgs;
@@ -21,70 +24,104 @@ const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// Runs `build-enclave`.
 pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
+    let output_file = a.output_file.as_deref().context(
+        "build-enclave needs --output-file: give the path of the EIF to write, e.g. app.eif",
+    )?;
     let progress = Progress::start(json);
-
-    progress.say("reading the program");
-    let init = std::fs::read(&a.binary).with_context(|| {
-        format!(
-            "Cannot read the program {}: give --binary the path of a static x86_64 ELF",
-            a.binary.display()
-        )
-    })?;
-    enclave_runtime::elf::plan(&init)
-        .with_context(|| format!("{} cannot run in an enclave", a.binary.display()))?;
-
-    progress.say("reading files");
-    let files = a
-        .files
-        .iter()
-        .map(|spec| read_file_spec(spec))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    let env = a
-        .env
-        .iter()
-        .map(|e| check_env(e).map(|()| e.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut argv = vec![INIT_ARGV0.to_owned()];
-    argv.extend(a.cmd.iter().cloned());
-
-    let name = match &a.name {
-        Some(n) => n.clone(),
-        None => default_name(&a.binary)?,
-    };
-    let metadata = ImageMetadata::new(
-        name,
-        a.version.clone(),
-        build_time()?,
-        format!("enclave-guest-abi-{}", guest_abi::ABI_VERSION),
-    );
-
-    progress.say("building the image");
-    let inputs = ImageInputs {
-        kernel: guest_abi::kernel_blob(),
-        init,
-        files,
-        init_spec: InitSpec { argv, env },
-        metadata,
-    };
-    let built = build_eif(&inputs).context("Cannot build the enclave image")?;
-    let (bytes, measurements) = match (&a.signing_certificate, &a.private_key) {
-        (Some(cert), Some(key)) => {
-            progress.say("signing the image");
-            let (cert, key) = super::sign_eif::load_signer(cert, key)?;
-            super::sign_eif::sign_image(&built.bytes, &cert, &key)?
-        }
-        _ => (built.bytes, built.measurements),
-    };
+    let (bytes, measurements) = build_image(a, &progress)?;
 
     progress.say("writing the image");
-    write_atomically(&a.output_file, &bytes)?;
+    write_atomically(output_file, &bytes)?;
     progress.finish();
 
     crate::output::print_json(&serde_json::json!({
         "Measurements": measurements.to_json(),
     }))?;
     Ok(0)
+}
+
+/// Builds (and signs, when asked) the EIF `a` describes: its bytes and measurements.
+pub(super) fn build_image(
+    a: &BuildArgs,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<u8>, Measurements)> {
+    progress.say("reading files");
+    let mut files = a
+        .files
+        .iter()
+        .map(|spec| read_file_spec(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let env = a
+        .env
+        .iter()
+        .map(|e| check_env(e).map(|()| e.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let (init, tree, init_spec, default_name, docker_info) = match super::build_oci::source(a) {
+        Some(source) => {
+            progress.say("reading the OCI image");
+            let img = super::build_oci::prepare(a, &source, &env, &mut files)?;
+            (
+                img.init,
+                img.tree,
+                img.init_spec,
+                img.name,
+                Some(img.docker_info),
+            )
+        }
+        None => {
+            progress.say("reading the program");
+            let binary = a.binary.as_deref().context(
+                "Give the program with --binary, or an image with --oci-archive or --oci-dir",
+            )?;
+            let init = std::fs::read(binary).with_context(|| {
+                format!(
+                    "Cannot read the program {}: give --binary the path of a static x86_64 ELF",
+                    binary.display()
+                )
+            })?;
+            enclave_runtime::elf::plan(&init)
+                .with_context(|| format!("{} cannot run in an enclave", binary.display()))?;
+            let mut argv = vec![INIT_ARGV0.to_owned()];
+            argv.extend(a.cmd.iter().cloned());
+            let spec = InitSpec {
+                argv,
+                env,
+                cwd: None,
+            };
+            (init, Vec::new(), spec, default_name(binary)?, None)
+        }
+    };
+
+    let name = a.name.clone().unwrap_or(default_name);
+    let mut metadata = ImageMetadata::new(
+        name,
+        a.version.clone(),
+        build_time()?,
+        format!("enclave-guest-abi-{}", guest_abi::ABI_VERSION),
+    );
+
+    if let Some(info) = docker_info {
+        metadata.docker_info = info;
+    }
+
+    progress.say("building the image");
+    let inputs = ImageInputs {
+        kernel: guest_abi::kernel_blob(),
+        init,
+        files,
+        init_spec,
+        metadata,
+    };
+    let built = build_eif_with_tree(&inputs, &tree).context("Cannot build the enclave image")?;
+    match (&a.signing_certificate, &a.private_key) {
+        (Some(cert), Some(key)) => {
+            progress.say("signing the image");
+            let (cert, key) = super::sign_eif::load_signer(cert, key)?;
+            super::sign_eif::sign_image(&built.bytes, &cert, &key)
+        }
+        _ => Ok((built.bytes, built.measurements)),
+    }
 }
 
 /// Splits `SRC:DST` at the first ':' followed by '/', so SRC may itself contain ':'.
@@ -192,10 +229,11 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> 
 }
 
 /// A spinner on stderr, only for people: stderr a terminal and no `--json`.
-struct Progress(Option<indicatif::ProgressBar>);
+pub(super) struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
-    fn start(json: bool) -> Self {
+    /// A spinner, unless `json` or stderr is not a terminal.
+    pub(super) fn start(json: bool) -> Self {
         if json || !std::io::stderr().is_terminal() {
             return Self(None);
         }
@@ -206,13 +244,13 @@ impl Progress {
         Self(Some(bar))
     }
 
-    fn say(&self, msg: &'static str) {
+    pub(super) fn say(&self, msg: &'static str) {
         if let Some(bar) = &self.0 {
             bar.set_message(msg);
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }

@@ -2,9 +2,11 @@
 
 mod allocator;
 mod build;
+mod build_oci;
 mod ca;
 mod describe_eif;
 mod doctor;
+mod eif_diff;
 mod enclaves;
 mod findings;
 mod pcr;
@@ -12,6 +14,7 @@ mod run;
 mod sign_eif;
 mod validate;
 mod verify;
+mod verify_build;
 mod vmm_process;
 
 use crate::args::{Cli, Command};
@@ -34,5 +37,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::SignEif(a) => sign_eif::run(&a, json),
         Command::ValidateEif(a) => validate::run(&a, json),
         Command::Doctor => doctor::run(json),
+        Command::VerifyBuild(a) => verify_build::run(&a, json),
     }
 }

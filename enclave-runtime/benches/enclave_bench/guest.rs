@@ -95,6 +95,7 @@ pub fn eif(binary: &Path, args: &[String]) -> anyhow::Result<Vec<u8>> {
         init_spec: InitSpec {
             argv,
             env: Vec::new(),
+            cwd: None,
         },
         metadata: ImageMetadata::new(
             name,

@@ -263,6 +263,17 @@ impl Kernel {
         lock(&self.cwd)
     }
 
+    /// Sets the directory the program starts in (the init spec's `cwd`); `Err` when `path` is
+    /// not a directory of the image tree (the lookup's errno, or `ENOTDIR`).
+    pub fn set_initial_cwd(&self, path: &str) -> Result<(), Errno> {
+        let ino = self.fs.lookup(fs::ROOT_INO, path.as_bytes(), true)?;
+        if !self.fs.is_dir(ino) {
+            return Err(Errno::ENOTDIR);
+        }
+        *self.cwd() = self.fs.path_of(ino);
+        Ok(())
+    }
+
     /// Which guest addresses the program has mapped (for [`UserMemory::with_map`]).
     pub fn map_view(&self) -> mm::MapView {
         self.map_view.clone()
@@ -408,6 +419,40 @@ mod tests {
             mm,
             Arc::new(fs::ImageTree::new(vec![]).unwrap()),
         )
+    }
+
+    #[test]
+    fn initial_cwd_must_be_a_directory_of_the_tree() {
+        let config = KernelConfig {
+            debug: false,
+            cpu_count: 1,
+            console: None,
+            hostname: "t".into(),
+            bare: false,
+            vsock: None,
+            nsm: None,
+        };
+        let tree = fs::ImageTree::new(vec![
+            fs::TreeEntry {
+                path: "app/data".into(),
+                mode: libc::S_IFDIR | 0o755,
+                data: vec![],
+            },
+            fs::TreeEntry {
+                path: "file".into(),
+                mode: libc::S_IFREG | 0o644,
+                data: b"x".to_vec(),
+            },
+        ])
+        .unwrap();
+        let mm = mm::AddressSpace::new(0x40_0000, 0x80_0000).unwrap();
+        let k = Kernel::new(config, 1 << 24, mm, Arc::new(tree));
+        assert_eq!(k.cwd().as_str(), "/");
+        k.set_initial_cwd("/app//data/").unwrap();
+        assert_eq!(k.cwd().as_str(), "/app/data");
+        assert_eq!(k.set_initial_cwd("/file"), Err(Errno::ENOTDIR));
+        assert!(k.set_initial_cwd("/missing").is_err());
+        assert_eq!(k.cwd().as_str(), "/app/data");
     }
 
     #[test]
