@@ -52,9 +52,13 @@ pub enum Command {
 /// `build-enclave`.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The static x86_64 ELF program to run as /init.
+    /// The x86_64 ELF program to run as /init (static, or dynamic with --with-libs).
     #[arg(long)]
     pub binary: PathBuf,
+    /// Put a dynamically linked program's interpreter and shared libraries (PT_INTERP and
+    /// DT_NEEDED, recursively, found as ld.so would) into the image at their paths.
+    #[arg(long)]
+    pub with_libs: bool,
     /// Extra file to put in the image, as SRC:DST (DST absolute inside the image).
     #[arg(long = "file", value_name = "SRC:DST")]
     pub files: Vec<String>,

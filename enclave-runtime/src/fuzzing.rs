@@ -54,6 +54,7 @@ pub fn elf_loader(data: &[u8]) {
         &argv,
         &[],
         &plan,
+        0,
         [0; 16],
         0,
     ) {
@@ -72,6 +73,7 @@ pub fn image_unpack(data: &[u8]) {
                 &img.spec.argv,
                 &img.spec.env,
                 &plan,
+                0,
                 [0; 16],
                 0,
             );

@@ -15,6 +15,7 @@ pub mod image;
 pub mod kernel;
 pub mod layout;
 pub mod memory;
+pub mod program;
 pub mod seccomp;
 pub mod stack;
 pub mod threads;

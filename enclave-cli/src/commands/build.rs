@@ -30,15 +30,18 @@ pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
             a.binary.display()
         )
     })?;
-    enclave_runtime::elf::plan(&init)
+    let (_, interp) = enclave_runtime::elf::plan_at(&init, enclave_runtime::layout::PIE_LOAD_BASE)
         .with_context(|| format!("{} cannot run in an enclave", a.binary.display()))?;
 
     progress.say("reading files");
-    let files = a
+    let mut files = a
         .files
         .iter()
         .map(|spec| read_file_spec(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(interp) = interp {
+        add_libs(a, &init, &interp, &mut files)?;
+    }
 
     let env = a
         .env
@@ -85,6 +88,41 @@ pub fn run(a: &BuildArgs, json: bool) -> anyhow::Result<i32> {
         "Measurements": measurements.to_json(),
     }))?;
     Ok(0)
+}
+
+/// For a dynamically linked program: with `--with-libs`, adds its interpreter and libraries
+/// (those not given with `--file`); without, refuses it unless `--file` put its interpreter in.
+fn add_libs(
+    a: &BuildArgs,
+    init: &[u8],
+    interp: &str,
+    files: &mut Vec<(String, Vec<u8>, u32)>,
+) -> anyhow::Result<()> {
+    let given: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|(dst, _, _)| dst.trim_start_matches('/').to_owned())
+        .collect();
+    let given = |p: &str| given.contains(p.trim_start_matches('/'));
+    if !a.with_libs {
+        if given(interp) {
+            return Ok(());
+        }
+        bail!(
+            "{} is dynamically linked (it needs the interpreter {interp} and shared libraries): \
+             add --with-libs to put them in the image, or {}",
+            a.binary.display(),
+            enclave_runtime::elf::STATIC_HINT
+        );
+    }
+    let name = a.binary.display().to_string();
+    let libs = super::build_libs::collect(init, &name, std::path::Path::new("/"))
+        .with_context(|| format!("Cannot collect the shared libraries of {name}"))?;
+    for (path, data) in libs {
+        if !given(&path) {
+            files.push((path, data, 0o755));
+        }
+    }
+    Ok(())
 }
 
 /// Splits `SRC:DST` at the first ':' followed by '/', so SRC may itself contain ':'.
