@@ -225,7 +225,9 @@ pub fn collect(
             let candidates: Vec<String> = if name.contains('/') {
                 vec![name.clone()]
             } else {
-                dirs.iter().map(|d| format!("{d}/{name}")).collect()
+                dirs.iter()
+                    .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+                    .collect()
             };
             let Some((path, bytes)) = candidates
                 .iter()
@@ -273,14 +275,28 @@ fn search_dirs(who: &str, info: &DynInfo, main: &DynInfo) -> Vec<String> {
     dirs.extend(DEFAULT_DIRS.iter().map(|d| (*d).to_owned()));
     let mut seen = std::collections::BTreeSet::new();
     dirs.into_iter()
-        .map(|d| {
-            d.replace("${ORIGIN}", &origin)
-                .replace("$ORIGIN", &origin)
-                .trim_end_matches('/')
-                .to_owned()
-        })
-        .filter(|d| d.starts_with('/') && seen.insert(d.clone()))
+        .filter_map(|d| normalize(&d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)))
+        .filter(|d| seen.insert(d.clone()))
         .collect()
+}
+
+/// An absolute directory with `.`, `..` and repeated slashes resolved; `None` for a relative
+/// one (`ld.so` would look it up relative to the working directory: not supported).
+fn normalize(dir: &str) -> Option<String> {
+    if !dir.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in dir.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
 }
 
 /// Reads the regular file at image path `path` under `root` (symlinks followed): `None` when
