@@ -36,7 +36,7 @@ pub enum ElfError {
     #[error("ELF type {0} is not an executable (need ET_EXEC or static-pie ET_DYN)")]
     NotExecutable(u16),
     /// Dynamically linked.
-    #[error("the program is dynamically linked (it asks for the interpreter {0}); the enclave has no dynamic loader: {STATIC_HINT}")]
+    #[error("the program is dynamically linked (it asks for the interpreter {0}): pack it with `enclave build-enclave --with-libs`, or {STATIC_HINT}")]
     Dynamic(String),
     /// A header points outside the file or is malformed.
     #[error("malformed ELF: {0}")]

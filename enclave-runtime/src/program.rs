@@ -155,3 +155,97 @@ pub fn read_file(tree: &ImageTree, path: &str) -> Option<Arc<[u8]>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::fs::TreeEntry;
+
+    /// A position-independent ELF (`ET_DYN`) with one RX segment at 0 and, optionally, a
+    /// PT_INTERP naming `interp`.
+    fn so(interp: Option<&str>) -> Vec<u8> {
+        let mut b = vec![0u8; 0x200];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[16..18].copy_from_slice(&3u16.to_le_bytes());
+        b[18..20].copy_from_slice(&62u16.to_le_bytes());
+        b[24..32].copy_from_slice(&0x100u64.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&1u16.to_le_bytes());
+        b[64..68].copy_from_slice(&1u32.to_le_bytes());
+        b[68..72].copy_from_slice(&5u32.to_le_bytes());
+        b[96..104].copy_from_slice(&0x200u64.to_le_bytes());
+        b[104..112].copy_from_slice(&0x200u64.to_le_bytes());
+        if let Some(name) = interp {
+            b[56..58].copy_from_slice(&2u16.to_le_bytes());
+            let p = 64 + 56;
+            b[p..p + 4].copy_from_slice(&3u32.to_le_bytes());
+            b[p + 8..p + 16].copy_from_slice(&0x180u64.to_le_bytes());
+            b[p + 32..p + 40].copy_from_slice(&(name.len() as u64 + 1).to_le_bytes());
+            b[0x180..0x180 + name.len()].copy_from_slice(name.as_bytes());
+        }
+        b
+    }
+
+    fn tree(files: &[(&str, Vec<u8>)]) -> ImageTree {
+        ImageTree::new(
+            files
+                .iter()
+                .map(|(p, d)| TreeEntry {
+                    path: (*p).to_owned(),
+                    mode: libc::S_IFREG | 0o755,
+                    data: d.clone(),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    const LD: &str = "/lib64/ld-linux-x86-64.so.2";
+
+    #[test]
+    fn static_programs_are_planned_as_before() {
+        let main = so(None);
+        let p = ProgramImage::plan(&main, &tree(&[])).unwrap();
+        assert!(p.interp.is_none() && p.exec_area.is_none());
+        assert_eq!(p.start(), layout::PIE_LOAD_BASE + 0x100);
+        assert_eq!(p.interp_base(), 0);
+        assert_eq!(p.end(), p.main.image_end);
+        assert_eq!(p.page_plan().segments.len(), 1);
+    }
+
+    #[test]
+    fn dynamic_programs_start_in_their_interpreter() {
+        let main = so(Some(LD));
+        let p = ProgramImage::plan(&main, &tree(&[(LD, so(None))])).unwrap();
+        let base = p.interp_base();
+        assert_eq!(base, layout::interp_base(p.main.image_end).unwrap());
+        assert!(base.is_multiple_of(layout::DYNAMIC_ALIGN) && base >= p.main.image_end);
+        assert_eq!(p.start(), base + 0x100);
+        let (start, end) = p.exec_area.unwrap();
+        assert_eq!(end - start, layout::EXEC_AREA_SIZE);
+        assert!(start >= base + 0x200 && end <= layout::SMALL_PAGE_AREA_END);
+        assert_eq!(p.end(), end);
+        let pp = p.page_plan();
+        assert_eq!(pp.entry, p.main.entry, "AT_ENTRY is the program's");
+        assert!(pp
+            .segments
+            .iter()
+            .any(|s| s.addr == start && s.perms.exec && s.perms.write));
+    }
+
+    #[test]
+    fn a_missing_or_bad_interpreter_is_named() {
+        let main = so(Some(LD));
+        let e = ProgramImage::plan(&main, &tree(&[])).unwrap_err();
+        assert!(matches!(e, ProgramError::MissingInterpreter { .. }));
+        let text = e.to_string();
+        assert!(text.contains(LD) && text.contains("--with-libs"), "{text}");
+        let e = ProgramImage::plan(&main, &tree(&[(LD, b"junk".to_vec())])).unwrap_err();
+        assert!(matches!(e, ProgramError::BadInterpreter { .. }), "{e}");
+        let e = ProgramImage::plan(&main, &tree(&[(LD, so(Some(LD)))])).unwrap_err();
+        assert!(matches!(e, ProgramError::InterpreterKind(_)), "{e}");
+    }
+}

@@ -83,7 +83,12 @@ pub fn guest_program(name: &str) -> Result<PathBuf, HarnessError> {
     if c_source.is_file() {
         build_c(&c_source, &out)?;
     } else if c_dyn_source.is_file() && name.starts_with("lib") {
-        build_c_with(&c_dyn_source, &out, &["-shared", "-fPIC", "-O2", "-Wall"], &[])?;
+        build_c_with(
+            &c_dyn_source,
+            &out,
+            &["-shared", "-fPIC", "-O2", "-Wall"],
+            &[],
+        )?;
     } else if c_dyn_source.is_file() {
         build_c_with(&c_dyn_source, &out, &["-O2", "-Wall"], &["-lm"])?;
     } else if rust_manifest.is_file() {

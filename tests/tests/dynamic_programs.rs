@@ -126,9 +126,7 @@ fn dlopen_loads_a_library_from_the_image() {
 fn a_missing_library_ends_the_program_with_ld_so_s_message() {
     let env = env_with_pool();
     // The interpreter and libc by hand, libm (which dyn_hello needs) left out.
-    let spec = ImageSpec::default()
-        .file(LD_SO, LD_SO)
-        .file(LIBC, LIBC);
+    let spec = ImageSpec::default().file(LD_SO, LD_SO).file(LIBC, LIBC);
     let out = env.run_debug(&env.build_eif("dyn_hello", &spec));
     assert_eq!(
         out.stdout_lines(),

@@ -237,7 +237,7 @@ pub fn collect(
                 return Err(LibError::Missing {
                     name: name.clone(),
                     needed_by: shown,
-                    searched: dirs.join(":"),
+                    searched: candidates.join(", "),
                 });
             };
             if out.contains_key(&path) {
@@ -476,7 +476,7 @@ mod tests {
             e.contains("libnope.so.1") && e.contains("needed by app"),
             "{e}"
         );
-        assert!(e.contains("/usr/lib/x86_64-linux-gnu"), "{e}");
+        assert!(e.contains("/usr/lib/x86_64-linux-gnu/libnope.so.1"), "{e}");
     }
 
     #[test]
