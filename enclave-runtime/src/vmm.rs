@@ -9,7 +9,6 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::Kvm;
 
 use crate::boot;
-use crate::elf::ElfError;
 use crate::image::{self, BootImage, ImageError};
 use crate::kernel::console::ConsoleSink;
 use crate::kernel::fs::{FsError, ImageTree};
@@ -37,9 +36,6 @@ pub enum VmmError {
     /// A launch helper thread panicked.
     #[error("a launch helper thread (image measurement, attestation identity) failed")]
     Helper,
-    /// The program is not a static x86_64 ELF.
-    #[error("the image's /init cannot run in an enclave")]
-    Elf(#[from] ElfError),
     /// The program image (a dynamic program's interpreter, most often).
     #[error(transparent)]
     Program(#[from] ProgramError),
