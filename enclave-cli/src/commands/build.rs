@@ -14,8 +14,9 @@ use enclave_runtime::guest_abi;
 
 use crate::args::BuildArgs;
 
-/// argv[0] of the enclave's program.
-const INIT_ARGV0: &str = "/init";
+/// argv[0] of the enclave's program, and its path in the image.
+pub(super) const INIT_IMAGE_PATH: &str = "/init";
+const INIT_ARGV0: &str = INIT_IMAGE_PATH;
 /// Environment variable giving the build time (seconds since 1970), as reproducible builds use.
 const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
@@ -114,9 +115,13 @@ fn add_libs(
             enclave_runtime::elf::STATIC_HINT
         );
     }
-    let name = a.binary.display().to_string();
-    let libs = super::build_libs::collect(init, &name, std::path::Path::new("/"))
-        .with_context(|| format!("Cannot collect the shared libraries of {name}"))?;
+    let libs = super::build_libs::collect(init, &a.binary, std::path::Path::new("/"))
+        .with_context(|| {
+            format!(
+                "Cannot collect the shared libraries of {}",
+                a.binary.display()
+            )
+        })?;
     for (path, data) in libs {
         if !given(&path) {
             files.push((path, data, 0o755));

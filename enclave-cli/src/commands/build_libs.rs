@@ -196,87 +196,138 @@ pub fn parse(bytes: &[u8]) -> Result<DynInfo, &'static str> {
     Ok(info)
 }
 
-/// The interpreter and libraries of `binary`, looked up under the host directory `root` ("/"
-/// on a real build): image path → contents, sorted. Empty for a static program.
+/// Where an object is: its path in the image and on the host.
+#[derive(Debug, Clone)]
+struct Place {
+    image: String,
+    host: PathBuf,
+}
+
+impl Place {
+    /// The directories `$ORIGIN` stands for: in the image and on the host.
+    fn origin(&self) -> (String, String) {
+        let dir = |p: &Path| {
+            p.parent()
+                .map_or_else(|| "/".to_owned(), |d| d.display().to_string())
+        };
+        (dir(Path::new(&self.image)), dir(&self.host))
+    }
+}
+
+/// The interpreter and libraries of `binary` (read from `binary_path` on the host), looked up
+/// under the host directory `root` ("/" on a real build; `$ORIGIN` paths relative to the
+/// objects themselves): image path → contents, sorted. Empty for a static program.
 pub fn collect(
     binary: &[u8],
-    binary_name: &str,
+    binary_path: &Path,
     root: &Path,
 ) -> Result<BTreeMap<String, Vec<u8>>, LibError> {
+    let shown = binary_path.display().to_string();
     let main = parse(binary).map_err(|why| LibError::BadElf {
-        path: binary_name.to_owned(),
+        path: shown.clone(),
         why,
     })?;
     let mut out = BTreeMap::new();
     let Some(interp) = main.interp.clone() else {
         return Ok(out);
     };
-    let interp_bytes = read_host(root, &interp).ok_or_else(|| LibError::Missing {
-        name: interp.clone(),
-        needed_by: binary_name.to_owned(),
-        searched: interp.clone(),
-    })??;
-    out.insert(interp, interp_bytes);
-    // (object's image path, its info); the main program's RPATH also applies to its libraries.
-    let mut queue = VecDeque::from([("/init".to_owned(), binary_name.to_owned(), main.clone())]);
+    let interp_image = normalize(&interp).unwrap_or_else(|| format!("/{interp}"));
+    let interp_bytes =
+        read_host(&root.join(interp_image.trim_start_matches('/'))).ok_or_else(|| {
+            LibError::Missing {
+                name: interp.clone(),
+                needed_by: shown.clone(),
+                searched: interp.clone(),
+            }
+        })??;
+    out.insert(interp_image, interp_bytes);
+    let main_place = Place {
+        image: crate::commands::build::INIT_IMAGE_PATH.to_owned(),
+        host: std::fs::canonicalize(binary_path).unwrap_or_else(|_| binary_path.to_owned()),
+    };
+    // The program's DT_RPATH applies to every library without a DT_RUNPATH, with the
+    // program's $ORIGIN.
+    let main_rpath = if main.runpath.is_empty() {
+        expand(&main.rpath, &main_place, root)
+    } else {
+        Vec::new()
+    };
+    let mut queue = VecDeque::from([(main_place, shown, main.clone())]);
     while let Some((who, shown, info)) = queue.pop_front() {
+        let mut dirs = Vec::new();
+        if info.runpath.is_empty() {
+            dirs.extend(expand(&info.rpath, &who, root));
+            dirs.extend(main_rpath.iter().cloned());
+        }
+        dirs.extend(expand(&info.runpath, &who, root));
+        let defaults: Vec<String> = DEFAULT_DIRS.iter().map(|d| (*d).to_owned()).collect();
+        dirs.extend(expand(&defaults, &who, root));
         for name in &info.needed {
-            let dirs = search_dirs(&who, &info, &main);
-            let candidates: Vec<String> = if name.contains('/') {
-                vec![name.clone()]
+            let candidates: Vec<Place> = if name.contains('/') {
+                let image = normalize(&format!("/{name}")).unwrap_or_default();
+                vec![Place {
+                    host: root.join(image.trim_start_matches('/')),
+                    image,
+                }]
             } else {
                 dirs.iter()
-                    .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+                    .map(|(image, host)| Place {
+                        image: format!("{}/{name}", image.trim_end_matches('/')),
+                        host: host.join(name),
+                    })
                     .collect()
             };
-            let Some((path, bytes)) = candidates
+            let Some((place, bytes)) = candidates
                 .iter()
-                .find_map(|c| read_host(root, c).map(|r| r.map(|b| (c.clone(), b))))
+                .find_map(|c| read_host(&c.host).map(|r| r.map(|b| (c.clone(), b))))
                 .transpose()?
             else {
+                let searched: Vec<String> = candidates
+                    .iter()
+                    .map(|c| c.host.display().to_string())
+                    .collect();
                 return Err(LibError::Missing {
                     name: name.clone(),
                     needed_by: shown,
-                    searched: candidates.join(", "),
+                    searched: searched.join(", "),
                 });
             };
-            if out.contains_key(&path) {
+            if out.contains_key(&place.image) {
                 continue;
             }
             if out.len() >= MAX_LIBS {
                 return Err(LibError::TooMany);
             }
             let lib = parse(&bytes).map_err(|why| LibError::BadElf {
-                path: path.clone(),
+                path: place.host.display().to_string(),
                 why,
             })?;
-            out.insert(path.clone(), bytes);
-            queue.push_back((path.clone(), path, lib));
+            out.insert(place.image.clone(), bytes);
+            let shown = place.image.clone();
+            queue.push_back((place, shown, lib));
         }
     }
     Ok(out)
 }
 
-/// Where `ld.so` looks for the libraries `who` needs: its `DT_RPATH` and the program's (only
-/// when `who` has no `DT_RUNPATH`), its `DT_RUNPATH`, then [`DEFAULT_DIRS`]; `$ORIGIN` is
-/// `who`'s directory.
-fn search_dirs(who: &str, info: &DynInfo, main: &DynInfo) -> Vec<String> {
-    let origin = Path::new(who)
-        .parent()
-        .map_or_else(|| "/".to_owned(), |p| p.display().to_string());
-    let mut dirs: Vec<String> = Vec::new();
-    if info.runpath.is_empty() {
-        dirs.extend(info.rpath.iter().cloned());
-        if main.runpath.is_empty() {
-            dirs.extend(main.rpath.iter().cloned());
-        }
-    }
-    dirs.extend(info.runpath.iter().cloned());
-    dirs.extend(DEFAULT_DIRS.iter().map(|d| (*d).to_owned()));
+/// Search directories as (image directory, host directory), duplicates dropped: `$ORIGIN` is
+/// `who`'s directory (in the image and on the host), other directories are looked up under
+/// `root`.
+fn expand(dirs: &[String], who: &Place, root: &Path) -> Vec<(String, PathBuf)> {
+    let (image_origin, host_origin) = who.origin();
+    let subst = |d: &str, o: &str| d.replace("${ORIGIN}", o).replace("$ORIGIN", o);
     let mut seen = std::collections::BTreeSet::new();
-    dirs.into_iter()
-        .filter_map(|d| normalize(&d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin)))
-        .filter(|d| seen.insert(d.clone()))
+    dirs.iter()
+        .filter_map(|d| {
+            let image = normalize(&subst(d, &image_origin))?;
+            let host = if d.contains("$ORIGIN") || d.contains("${ORIGIN}") {
+                PathBuf::from(normalize(&subst(d, &host_origin))?)
+            } else {
+                root.join(image.trim_start_matches('/'))
+            };
+            Some((image, host))
+        })
+        .filter(|(image, _)| seen.insert(image.clone()))
         .collect()
 }
 
@@ -299,14 +350,12 @@ fn normalize(dir: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
-/// Reads the regular file at image path `path` under `root` (symlinks followed): `None` when
-/// there is no such file.
-fn read_host(root: &Path, path: &str) -> Option<Result<Vec<u8>, LibError>> {
-    let host: PathBuf = root.join(path.trim_start_matches('/'));
-    if !std::fs::metadata(&host).is_ok_and(|m| m.is_file()) {
+/// Reads the regular file at `host` (symlinks followed): `None` when there is no such file.
+fn read_host(host: &Path) -> Option<Result<Vec<u8>, LibError>> {
+    if !std::fs::metadata(host).is_ok_and(|m| m.is_file()) {
         return None;
     }
-    Some(std::fs::read(&host).map_err(|source| LibError::Read {
+    Some(std::fs::read(host).map_err(|source| LibError::Read {
         path: host.display().to_string(),
         source,
     }))
@@ -436,7 +485,7 @@ mod tests {
         // A decoy in a default dir: RUNPATH comes first.
         put(r, "/usr/lib/x86_64-linux-gnu/libapp.so", b"decoy");
         let main = elf(Some(LDSO), &["libapp.so"], "", "/opt/app/lib");
-        let libs = collect(&main, "app", r).unwrap();
+        let libs = collect(&main, &r.join("app"), r).unwrap();
         let paths: Vec<&str> = libs.keys().map(String::as_str).collect();
         assert_eq!(
             paths,
@@ -459,8 +508,27 @@ mod tests {
         put(r, LDSO, &elf(None, &[], "", ""));
         put(r, "/init-libs/libx.so", &elf(None, &[], "", ""));
         let main = elf(Some(LDSO), &["libx.so"], "$ORIGIN/init-libs", "");
-        let libs = collect(&main, "app", r).unwrap();
+        let libs = collect(&main, &r.join("app"), r).unwrap();
         assert!(libs.contains_key("/init-libs/libx.so"));
+    }
+
+    #[test]
+    fn origin_is_the_host_directory_of_the_program_and_slash_in_the_image() {
+        let root = TempRoot::new();
+        let r = root.path();
+        put(r, LDSO, &elf(None, &[], "", ""));
+        // The program lives in <r>/build/; its libraries in <r>/build/libs/.
+        put(
+            r,
+            "/build/libs/liby.so",
+            &elf(None, &["libz.so"], "", "$ORIGIN"),
+        );
+        put(r, "/build/libs/libz.so", &elf(None, &[], "", ""));
+        let main = elf(Some(LDSO), &["liby.so"], "", "$ORIGIN/libs");
+        let libs = collect(&main, &r.join("build/app"), r).unwrap();
+        // In the image the program is /init, so $ORIGIN is "/".
+        assert!(libs.contains_key("/libs/liby.so"), "{:?}", libs.keys());
+        assert!(libs.contains_key("/libs/libz.so"), "{:?}", libs.keys());
     }
 
     #[test]
@@ -468,21 +536,23 @@ mod tests {
         let root = TempRoot::new();
         let r = root.path();
         let main = elf(Some(LDSO), &["libnope.so.1"], "", "");
-        let e = collect(&main, "app", r).unwrap_err().to_string();
+        let e = collect(&main, &r.join("app"), r).unwrap_err().to_string();
         assert!(e.contains(LDSO), "{e}");
         put(r, LDSO, &elf(None, &[], "", ""));
-        let e = collect(&main, "app", r).unwrap_err().to_string();
+        let e = collect(&main, &r.join("app"), r).unwrap_err().to_string();
         assert!(
-            e.contains("libnope.so.1") && e.contains("needed by app"),
+            e.contains("libnope.so.1") && e.contains("app, is not"),
             "{e}"
         );
-        assert!(e.contains("/usr/lib/x86_64-linux-gnu/libnope.so.1"), "{e}");
+        assert!(e.contains("usr/lib/x86_64-linux-gnu/libnope.so.1"), "{e}");
     }
 
     #[test]
     fn static_programs_need_nothing() {
         let root = TempRoot::new();
         let main = elf(None, &[], "", "");
-        assert!(collect(&main, "app", root.path()).unwrap().is_empty());
+        assert!(collect(&main, &root.path().join("app"), root.path())
+            .unwrap()
+            .is_empty());
     }
 }
