@@ -3,7 +3,10 @@
 //! enclaves; a missing library ends the program with ld.so's own message; a dynamic program
 //! without its libraries is refused at build time, naming --with-libs.
 
+use std::process::Command;
+
 use tests::elf;
+use tests::paths::guest_sources;
 use tests::{guest_program, ImageSpec, PoolSpec, TestEnv, C_DYNAMIC_PROGRAMS};
 
 /// The interpreter every x86_64 glibc program names.
@@ -139,4 +142,40 @@ fn a_missing_library_ends_the_program_with_ld_so_s_message() {
     assert_eq!(out.code(), Some(LD_SO_FAILED), "{out}");
     assert!(!out.stderr.contains("panicked"), "{out}");
     env.assert_no_leftovers("dyn_hello without libm");
+}
+
+#[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
+fn runpath_origin_libraries_are_collected_and_found() {
+    let env = env_with_pool();
+    // <root>/app/dyn_origin with DT_RUNPATH $ORIGIN/lib, and <root>/app/lib/libplugin.so.
+    let app = env.root().join("app");
+    let lib_dir = app.join("lib");
+    std::fs::create_dir_all(&lib_dir).expect("create app/lib");
+    std::fs::copy(program("libplugin"), lib_dir.join("libplugin.so")).expect("copy libplugin");
+    let binary = app.join("dyn_origin");
+    let status = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&binary)
+        .arg(guest_sources().join("c-dyn").join("dyn_origin.c"))
+        .arg("-L")
+        .arg(&lib_dir)
+        .args(["-lplugin", "-Wl,-rpath,$ORIGIN/lib"])
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc failed: {status}");
+    let eif = env.root().join("origin.eif");
+    env.cli([
+        "build-enclave".as_ref(),
+        "--binary".as_ref(),
+        binary.as_os_str(),
+        "--with-libs".as_ref(),
+        "--output-file".as_ref(),
+        eif.as_os_str(),
+    ])
+    .ok();
+    let out = env.run_debug(&eif);
+    assert_eq!(out.stdout_lines(), vec!["plugin_twice(4)=8"], "{out}");
+    assert_eq!(out.code(), Some(0), "{out}");
+    env.assert_no_leftovers("dyn_origin");
 }
