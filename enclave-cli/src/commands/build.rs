@@ -123,6 +123,12 @@ fn add_libs(
             )
         })?;
     for (path, data) in libs {
+        tracing::info!(
+            path,
+            bytes = data.len(),
+            given = given(&path),
+            "shared library"
+        );
         if !given(&path) {
             files.push((path, data, 0o755));
         }

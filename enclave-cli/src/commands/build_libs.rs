@@ -240,6 +240,9 @@ pub fn collect(
                 searched: interp.clone(),
             }
         })??;
+    let interp_name = Path::new(&interp_image)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     out.insert(interp_image, interp_bytes);
     let main_place = Place {
         image: crate::commands::build::INIT_IMAGE_PATH.to_owned(),
@@ -263,6 +266,10 @@ pub fn collect(
         let defaults: Vec<String> = DEFAULT_DIRS.iter().map(|d| (*d).to_owned()).collect();
         dirs.extend(expand(&defaults, &who, root));
         for name in &info.needed {
+            if Some(name.as_str()) == interp_name.as_deref() {
+                // ld.so itself (libc needs it by its soname): already loaded, never opened.
+                continue;
+            }
             let candidates: Vec<Place> = if name.contains('/') {
                 let image = normalize(&format!("/{name}")).unwrap_or_default();
                 vec![Place {
@@ -475,7 +482,7 @@ mod tests {
         put(
             r,
             "/opt/app/lib/libapp.so",
-            &elf(None, &["libc.so.6"], "", ""),
+            &elf(None, &["libc.so.6", "ld-linux-x86-64.so.2"], "", ""),
         );
         put(
             r,
