@@ -85,9 +85,13 @@ pub struct VerifyBuildArgs {
 /// `build-enclave`.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The static x86_64 ELF program to run as /init.
+    /// The x86_64 ELF program to run as /init (static, or dynamic with --with-libs).
     #[arg(long, required_unless_present_any = ["oci_archive", "oci_dir"], conflicts_with_all = ["oci_archive", "oci_dir"])]
     pub binary: Option<PathBuf>,
+    /// Put a dynamically linked program's interpreter and shared libraries (PT_INTERP and
+    /// DT_NEEDED, recursively, found as ld.so would) into the image at their paths.
+    #[arg(long)]
+    pub with_libs: bool,
     /// An OCI image archive instead of --binary: `docker save`, `podman save` or
     /// `skopeo copy ... oci-archive:FILE` output. --cmd replaces its Cmd, --env adds to its Env.
     #[arg(long, value_name = "FILE", conflicts_with = "oci_dir")]

@@ -260,7 +260,7 @@ fn build_honours_source_date_epoch_and_default_name() {
 }
 
 #[test]
-fn build_refuses_dynamic_and_non_elf_programs() {
+fn build_refuses_dynamic_programs_without_libs_and_non_elf_programs() {
     let dir = TempDir::new("refuse");
     let out_eif = dir.path("x.eif");
     if let Some(dynamic) = compile(&dir, "hello-dynamic", &[]) {
@@ -273,6 +273,7 @@ fn build_refuses_dynamic_and_non_elf_programs() {
         ]);
         assert_refused(&out, "static");
         assert_refused(&out, "dynamically linked");
+        assert_refused(&out, "--with-libs");
     } else {
         panic!("gcc cannot build a C program: install gcc (bash scripts/setup.sh)");
     }

@@ -340,6 +340,35 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_area_segment_is_mapped_read_write_execute() {
+        let mut p = plan();
+        p.segments.push(Segment {
+            addr: 0x60_0000,
+            mem_len: 0x20_0000,
+            file_offset: 0,
+            file_len: 0,
+            perms: Perms {
+                exec: true,
+                write: true,
+            },
+        });
+        let ram = GuestRam::new(64 << 20, Backing::Anonymous).unwrap();
+        write_system_area(&ram, &p).unwrap();
+        for va in [0x60_0000, 0x7f_f000] {
+            let e = walk(&ram, va).unwrap();
+            assert!(
+                e & PTE_US != 0 && e & PTE_RW != 0 && e & PTE_NX == 0,
+                "{va:#x}"
+            );
+        }
+        let after = walk(&ram, 0x80_0000).unwrap();
+        assert!(
+            after & PTE_NX != 0,
+            "past the exec area memory is not executable"
+        );
+    }
+
+    #[test]
     fn the_page_below_the_stack_is_never_mapped() {
         // 64 MiB: the guard is a 4 KiB page; 512 MiB: a 2 MiB page (large-page area).
         for (mib, guard_len) in [(64u64, layout::PAGE_SIZE), (512, layout::LARGE_PAGE_SIZE)] {

@@ -1,5 +1,7 @@
 //! Validation and load planning of the enclave program: a static x86_64 ELF64 executable
-//! (`ET_EXEC`) or static-pie (`ET_DYN` without an interpreter).
+//! (`ET_EXEC`), a static-pie (`ET_DYN` without an interpreter), or a dynamically linked one
+//! (`PT_INTERP`), whose interpreter (`ld.so`, an `ET_DYN`) is planned the same way at its own
+//! base.
 //!
 //! Everything here reads untrusted bytes: every offset and size is checked before use, and the
 //! result is a [`LoadPlan`] with guest addresses that all lie inside the program image area.
@@ -34,7 +36,7 @@ pub enum ElfError {
     #[error("ELF type {0} is not an executable (need ET_EXEC or static-pie ET_DYN)")]
     NotExecutable(u16),
     /// Dynamically linked.
-    #[error("the program is dynamically linked (it asks for the interpreter {0}); the enclave has no dynamic loader: {STATIC_HINT}")]
+    #[error("the program is dynamically linked (it asks for the interpreter {0}): pack it with `enclave build-enclave --with-libs`, or {STATIC_HINT}")]
     Dynamic(String),
     /// A header points outside the file or is malformed.
     #[error("malformed ELF: {0}")]
@@ -121,6 +123,15 @@ fn usize_of(v: u64) -> Result<usize, ElfError> {
 
 /// Checks that `bytes` is a static x86_64 program and plans its load.
 pub fn plan(bytes: &[u8]) -> Result<LoadPlan, ElfError> {
+    match plan_at(bytes, layout::PIE_LOAD_BASE)? {
+        (p, None) => Ok(p),
+        (_, Some(interp)) => Err(ElfError::Dynamic(interp)),
+    }
+}
+
+/// Checks that `bytes` is an x86_64 program or shared object and plans its load, position-
+/// independent ones (`ET_DYN`) at `dyn_base`; returns the interpreter `PT_INTERP` names, if any.
+pub fn plan_at(bytes: &[u8], dyn_base: u64) -> Result<(LoadPlan, Option<String>), ElfError> {
     if bytes.len() < EHDR_SIZE || &bytes[..4] != b"\x7fELF" {
         return Err(ElfError::NotElf);
     }
@@ -139,7 +150,10 @@ pub fn plan(bytes: &[u8]) -> Result<LoadPlan, ElfError> {
         return Err(ElfError::NotExecutable(etype));
     }
     let pie = etype == ET_DYN;
-    let base = if pie { layout::PIE_LOAD_BASE } else { 0 };
+    if pie && !dyn_base.is_multiple_of(layout::PAGE_SIZE) {
+        return Err(ElfError::Malformed("load base is not page-aligned"));
+    }
+    let base = if pie { dyn_base } else { 0 };
     let entry_raw = u64_at(bytes, 24)?;
     let phoff = usize_of(u64_at(bytes, 32)?)?;
     let phentsize = usize::from(u16_at(bytes, 54)?);
@@ -161,6 +175,7 @@ pub fn plan(bytes: &[u8]) -> Result<LoadPlan, ElfError> {
 
     let mut segments = Vec::new();
     let mut phdr_addr = None;
+    let mut interp = None;
     for i in 0..usize::from(phnum) {
         let at = phoff + i * PHDR_SIZE;
         let p_type = u32_at(bytes, at)?;
@@ -180,8 +195,8 @@ pub fn plan(bytes: &[u8]) -> Result<LoadPlan, ElfError> {
                             .trim_end_matches('\0')
                             .to_string()
                     })
-                    .unwrap_or_else(|| "?".into());
-                return Err(ElfError::Dynamic(name));
+                    .ok_or(ElfError::Malformed("interpreter name past end of file"))?;
+                interp = Some(name);
             }
             PT_PHDR => phdr_addr = Some(p_vaddr),
             PT_LOAD => {
@@ -259,15 +274,18 @@ pub fn plan(bytes: &[u8]) -> Result<LoadPlan, ElfError> {
         .unwrap_or(layout::IMAGE_MIN);
     let image_end =
         crate::kernel::mm::page_up(last).ok_or(ElfError::Malformed("image end overflows"))?;
-    Ok(LoadPlan {
-        base,
-        entry,
-        phdr,
-        phnum,
-        segments,
-        image_end,
-        pie,
-    })
+    Ok((
+        LoadPlan {
+            base,
+            entry,
+            phdr,
+            phnum,
+            segments,
+            image_end,
+            pie,
+        },
+        interp,
+    ))
 }
 
 #[cfg(test)]
@@ -296,6 +314,34 @@ mod tests {
         b
     }
 
+    /// [`tiny_elf`] with a PT_INTERP naming the usual ld.so.
+    fn dynamic_elf() -> Vec<u8> {
+        let mut b = tiny_elf();
+        b[56..58].copy_from_slice(&2u16.to_le_bytes());
+        let name = b"/lib64/ld-linux-x86-64.so.2\0";
+        let p = 64 + 56;
+        b[p..p + 4].copy_from_slice(&PT_INTERP.to_le_bytes());
+        b[p + 8..p + 16].copy_from_slice(&0x180u64.to_le_bytes());
+        b[p + 32..p + 40].copy_from_slice(&(name.len() as u64).to_le_bytes());
+        b[0x180..0x180 + name.len()].copy_from_slice(name);
+        b
+    }
+
+    #[test]
+    fn dynamic_programs_name_their_interpreter() {
+        let (p, interp) = plan_at(&dynamic_elf(), layout::PIE_LOAD_BASE).unwrap();
+        assert_eq!(interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
+        assert_eq!(p.entry, 0x40_0100);
+        let mut so = tiny_elf();
+        so[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+        so[24..32].copy_from_slice(&0x100u64.to_le_bytes());
+        so[64 + 16..64 + 24].copy_from_slice(&0u64.to_le_bytes());
+        let (p, interp) = plan_at(&so, 0x80_0000).unwrap();
+        assert!(interp.is_none() && p.pie);
+        assert_eq!((p.base, p.entry, p.phdr), (0x80_0000, 0x80_0100, 0x80_0040));
+        assert!(plan_at(&so, 0x80_0001).is_err(), "unaligned base");
+    }
+
     #[test]
     fn plans_a_static_exec() {
         let p = plan(&tiny_elf()).unwrap();
@@ -314,9 +360,7 @@ mod tests {
         let mut e = tiny_elf();
         e[18] = 40;
         assert!(matches!(plan(&e), Err(ElfError::WrongArch(_))));
-        let mut e = tiny_elf();
-        e[64..68].copy_from_slice(&PT_INTERP.to_le_bytes());
-        assert!(matches!(plan(&e), Err(ElfError::Dynamic(_))));
+        assert!(matches!(plan(&dynamic_elf()), Err(ElfError::Dynamic(_))));
         let mut e = tiny_elf();
         e[64 + 16..64 + 24].copy_from_slice(&0x1000u64.to_le_bytes());
         assert!(matches!(plan(&e), Err(ElfError::OutOfRange { .. })));

@@ -4,7 +4,9 @@
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use crate::kernel::fs::ImageTree;
 use crate::memory::{Backing, GuestRam};
+use crate::program::ProgramImage;
 use crate::{boot, elf, image, layout, stack, vsock_host};
 
 /// Guest memory the ELF target loads into: the smallest the layout allows, mapped once.
@@ -22,6 +24,18 @@ fn ram() -> Option<&'static Mutex<GuestRam>> {
 /// does at launch (system area with page tables, segments, initial stack). Every segment of an
 /// accepted plan lies inside the image area, above the system area.
 pub fn elf_loader(data: &[u8]) {
+    // As an interpreter (or a dynamic program) at a chosen base: inside the small-page area.
+    if let Ok((p, _)) = elf::plan_at(data, layout::DYNAMIC_ALIGN * 4) {
+        for s in &p.segments {
+            assert!(s.addr >= layout::IMAGE_MIN, "segment below the image area");
+            assert!(
+                s.addr
+                    .checked_add(s.mem_len)
+                    .is_some_and(|e| e <= layout::SMALL_PAGE_AREA_END),
+                "segment past the small-page area"
+            );
+        }
+    }
     let Ok(plan) = elf::plan(data) else {
         return;
     };
@@ -54,6 +68,7 @@ pub fn elf_loader(data: &[u8]) {
         &argv,
         &[],
         &plan,
+        0,
         [0; 16],
         0,
     ) {
@@ -65,6 +80,17 @@ pub fn elf_loader(data: &[u8]) {
 /// ramdisk's cpio, signature check).
 pub fn image_unpack(data: &[u8]) {
     if let Ok(img) = image::unpack(data) {
+        // The VMM's view: /init and, for a dynamic program, its interpreter from the tree.
+        if let Ok(tree) = ImageTree::new(img.tree.clone()) {
+            if let Ok(p) = ProgramImage::plan(img.init(), &tree) {
+                let end = p.end();
+                assert!(
+                    p.exec_area
+                        .is_none_or(|(_, e)| e == end && e <= layout::SMALL_PAGE_AREA_END),
+                    "exec area past the small-page area"
+                );
+            }
+        }
         if let Ok(plan) = elf::plan(img.init()) {
             let _ = stack::build(
                 layout::stack_top(layout::MIN_GUEST_MEMORY),
@@ -72,6 +98,7 @@ pub fn image_unpack(data: &[u8]) {
                 &img.spec.argv,
                 &img.spec.env,
                 &plan,
+                0,
                 [0; 16],
                 0,
             );

@@ -13,7 +13,13 @@
 //! 0x0000_8000  fast-I/O config page (enabled, tails, rings, gate)    user, read-only
 //! 0x0001_0000  page tables (PML4, PDPT, PDs, PTs)     supervisor
 //! 0x0020_0000  (2 MiB) program image area: ELF segments at their own permissions
-//!   ...        brk heap grows up from the image end; mmap area grows down from the rings
+//!              (non-PIE programs at their link address, PIE at PIE_LOAD_BASE)
+//!   dynamic programs only (PT_INTERP), each part starting on a 2 MiB boundary:
+//!   interp_base(main end)        the interpreter (ld.so), ELF segments at their own permissions
+//!   exec_area(interp end)        EXEC_AREA_SIZE bytes premapped read-write-EXECUTE: file-backed
+//!                                and PROT_EXEC mmaps (the shared libraries) are placed here
+//!   ...        brk heap grows up from the image end (after the exec area for dynamic
+//!              programs); mmap area grows down from the rings; all of it read-write, NX
 //!   ...        vsock transmit rings (TX_RINGS × TX_RING_SIZE), user read-write
 //! top − STACK  initial stack (argv/envp/auxv strings at its top), an unmapped guard page below
 //! DOORBELL     not backed by memory: a guest write here is an MMIO exit to the VMM
@@ -112,6 +118,13 @@ pub const SYSTEM_AREA_END: u64 = LARGE_PAGE_SIZE;
 pub const IMAGE_MIN: u64 = LARGE_PAGE_SIZE;
 /// Load base chosen for position-independent (static-pie) programs.
 pub const PIE_LOAD_BASE: u64 = 0x40_0000;
+/// Alignment of the interpreter's base and of the exec area.
+pub const DYNAMIC_ALIGN: u64 = LARGE_PAGE_SIZE;
+/// Size of the read-write-execute area for shared libraries (dynamic programs only): enough
+/// for glibc, libm, libgcc_s, libstdc++ and a few more. Premapped executable because page tables
+/// never change after start (DESIGN.md); the W^X trade-off is in THREAT_MODEL.md.
+pub const EXEC_AREA_SIZE: u64 = 16 << 20;
+
 /// Memory from the start of guest memory mapped with 4 KiB pages (the rest uses 2 MiB pages).
 /// The program image must end below this so every segment gets its own permissions.
 pub const SMALL_PAGE_AREA_END: u64 = 0x1000_0000;
@@ -152,6 +165,24 @@ pub mod selector {
 pub const GDT_ENTRIES: u64 = 7;
 /// Size of the 64-bit TSS.
 pub const TSS_SIZE: u64 = 104;
+
+/// Rounds `v` up to the dynamic-part alignment; `None` on overflow.
+fn dynamic_align(v: u64) -> Option<u64> {
+    v.checked_add(DYNAMIC_ALIGN - 1)
+        .map(|x| x & !(DYNAMIC_ALIGN - 1))
+}
+
+/// Load base of the interpreter of a dynamic program whose image ends at `main_end`.
+pub fn interp_base(main_end: u64) -> Option<u64> {
+    dynamic_align(main_end)
+}
+
+/// The read-write-execute area for shared libraries, after an interpreter ending at
+/// `interp_end`: `(start, end)`. The caller checks it ends inside the small-page area.
+pub fn exec_area(interp_end: u64) -> Option<(u64, u64)> {
+    let start = dynamic_align(interp_end)?;
+    Some((start, start.checked_add(EXEC_AREA_SIZE)?))
+}
 
 /// Top of the stack region for a guest of `mem_size` bytes.
 pub fn stack_top(mem_size: u64) -> u64 {

@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod layout;
 pub mod memory;
 pub mod preflight;
+pub mod program;
 pub mod records;
 pub mod seccomp;
 pub mod stack;

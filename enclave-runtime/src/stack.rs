@@ -62,13 +62,16 @@ pub fn host_hwcap() -> u64 {
     u64::from(r.edx)
 }
 
-/// Builds the stack for a program started with `argv`/`envp`, ending at `top`.
+/// Builds the stack for a program started with `argv`/`envp`, ending at `top`. `interp_base`
+/// is the load base of the program's interpreter (`AT_BASE`), 0 for a static program.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     top: u64,
     max: u64,
     argv: &[String],
     envp: &[String],
     plan: &LoadPlan,
+    interp_base: u64,
     random: [u8; 16],
     hwcap: u64,
 ) -> Result<InitialStack, StackError> {
@@ -116,7 +119,7 @@ pub fn build(
         (at::PHENT, 56),
         (at::PHNUM, u64::from(plan.phnum)),
         (at::PAGESZ, crate::layout::PAGE_SIZE),
-        (at::BASE, 0),
+        (at::BASE, interp_base),
         (at::FLAGS, 0),
         (at::ENTRY, plan.entry),
         (at::UID, 0),
@@ -182,7 +185,17 @@ mod tests {
     fn layout_matches_linux() {
         let argv = vec!["/init".to_string(), "a b".to_string()];
         let envp = vec!["K=V".to_string()];
-        let s = build(0x100_0000, 1 << 16, &argv, &envp, &plan(), [7; 16], 0xabc).unwrap();
+        let s = build(
+            0x100_0000,
+            1 << 16,
+            &argv,
+            &envp,
+            &plan(),
+            0,
+            [7; 16],
+            0xabc,
+        )
+        .unwrap();
         assert_eq!(s.sp % 16, 0);
         assert_eq!(s.base + s.bytes.len() as u64, 0x100_0000);
         assert_eq!(word(&s, s.sp), 2);
@@ -204,6 +217,7 @@ mod tests {
         assert_eq!(seen[&at::PHDR], 0x40_0040);
         assert_eq!(seen[&at::PHNUM], 7);
         assert_eq!(seen[&at::ENTRY], 0x40_1000);
+        assert_eq!(seen[&at::BASE], 0);
         assert_eq!(seen[&at::HWCAP], 0xabc);
         assert_eq!(seen[&at::PAGESZ], 4096);
         let r = seen[&at::RANDOM];
@@ -213,15 +227,39 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_programs_get_the_interpreter_base() {
+        let s = build(
+            0x100_0000,
+            1 << 16,
+            &[],
+            &[],
+            &plan(),
+            0x80_0000,
+            [0; 16],
+            0,
+        )
+        .unwrap();
+        let mut at_ = s.sp + 24;
+        let mut base = None;
+        while word(&s, at_) != 0 {
+            if word(&s, at_) == at::BASE {
+                base = Some(word(&s, at_ + 8));
+            }
+            at_ += 16;
+        }
+        assert_eq!(base, Some(0x80_0000));
+    }
+
+    #[test]
     fn refuses_oversized_and_nul() {
         let big = vec!["x".repeat(100_000)];
         assert!(matches!(
-            build(0x100_0000, 1 << 16, &big, &[], &plan(), [0; 16], 0),
+            build(0x100_0000, 1 << 16, &big, &[], &plan(), 0, [0; 16], 0),
             Err(StackError::TooLarge { .. })
         ));
         let nul = vec!["a\0b".to_string()];
         assert!(matches!(
-            build(0x100_0000, 1 << 16, &nul, &[], &plan(), [0; 16], 0),
+            build(0x100_0000, 1 << 16, &nul, &[], &plan(), 0, [0; 16], 0),
             Err(StackError::Nul(_))
         ));
     }

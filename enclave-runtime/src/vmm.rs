@@ -9,7 +9,6 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::Kvm;
 
 use crate::boot;
-use crate::elf::{self, ElfError};
 use crate::image::{self, BootImage, ImageError};
 use crate::kernel::console::ConsoleSink;
 use crate::kernel::fs::{FsError, ImageTree};
@@ -17,6 +16,7 @@ use crate::kernel::mm::AddressSpace;
 use crate::kernel::{Kernel, KernelConfig};
 use crate::layout;
 use crate::memory::{Backing, GuestRam, MemoryError};
+use crate::program::{self, ProgramError, ProgramImage, INIT_PATH};
 use crate::stack::{self, StackError};
 use crate::threads::{Stopper, Threads};
 use crate::vcpu::{Outcome, Vcpu, VcpuError};
@@ -39,9 +39,9 @@ pub enum VmmError {
     /// A launch helper thread panicked.
     #[error("a launch helper thread (image measurement, attestation identity) failed")]
     Helper,
-    /// The program is not a static x86_64 ELF.
-    #[error("the image's /init cannot run in an enclave")]
-    Elf(#[from] ElfError),
+    /// The program image (a dynamic program's interpreter, most often).
+    #[error(transparent)]
+    Program(#[from] ProgramError),
     /// Guest memory.
     #[error(transparent)]
     Memory(#[from] MemoryError),
@@ -196,7 +196,10 @@ fn build(
     t1: Instant,
     late: impl FnOnce() -> Result<LateParts, VmmError>,
 ) -> Result<Enclave, VmmError> {
-    let plan = elf::plan(img.init())?;
+    let tree = ImageTree::new(std::mem::take(&mut img.tree)).map_err(VmmError::Tree)?;
+    let init = program::read_file(&tree, INIT_PATH).ok_or(ImageError::NoInit)?;
+    let program = ProgramImage::plan(&init, &tree)?;
+    let plan = program.page_plan();
     let size = config
         .memory_mib
         .checked_mul(1 << 20)
@@ -210,7 +213,10 @@ fn build(
         });
     }
     boot::write_system_area(&ram, &plan).map_err(|_| VmmError::Layout)?;
-    boot::load_program(&ram, img.init(), &plan).map_err(|_| VmmError::Layout)?;
+    boot::load_program(&ram, &init, &program.main).map_err(|_| VmmError::Layout)?;
+    if let Some(interp) = &program.interp {
+        boot::load_program(&ram, &interp.bytes, &interp.plan).map_err(|_| VmmError::Layout)?;
+    }
     let mut random = [0u8; 16];
     crate::kernel::sys_info::host_random(&mut random).map_err(|_| VmmError::Layout)?;
     let st = stack::build(
@@ -218,7 +224,8 @@ fn build(
         layout::STACK_STRINGS_MAX,
         &img.spec.argv,
         &img.spec.env,
-        &plan,
+        &program.main,
+        program.interp_base(),
         random,
         stack::host_hwcap(),
     )?;
@@ -244,7 +251,7 @@ fn build(
     // every guest entry; KVM tolerates the mapping going away after the last vCPU stopped.
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| VmmError::VmIoctl("KVM_SET_USER_MEMORY_REGION", e))?;
-    let vcpu = Vcpu::new(&kvm, &vm, 0, plan.entry, st.sp)?;
+    let vcpu = Vcpu::new(&kvm, &vm, 0, program.start(), st.sp)?;
     let vm_us = micros(t_vm);
 
     let read_only: Arc<[(u64, u64)]> = plan
@@ -259,7 +266,10 @@ fn build(
             avail: mmap_top,
         })?
         .with_stack_start(layout::stack_bottom(size));
-    let tree = ImageTree::new(img.tree).map_err(VmmError::Tree)?;
+    let mm = match program.exec_area {
+        Some((start, end)) => mm.with_exec_area(start, end),
+        None => mm,
+    };
     let late = late()?;
     if let Some(m) = late.measurements {
         img.measurements = m;

@@ -5,6 +5,10 @@
 //! program `rust-hello` is a static-pie built by a nested cargo with
 //! `RUSTFLAGS="-C target-feature=+crt-static"` into its own target directory
 //! (`<target>/guest-rust`), so it never waits on the outer cargo's lock.
+//!
+//! Dynamically linked programs are built the ordinary way: C ones (`tests/guest/c-dyn/<name>.c`)
+//! with `gcc -O2 -lm`, shared libraries there (`lib<name>.c`) with `gcc -shared -fPIC`, and the
+//! Rust `rust-dyn-hello` without crt-static (into `<target>/guest-rust-dyn`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +35,13 @@ pub const C_PROGRAMS: &[&str] = &[
 ];
 
 /// The Rust guest programs shipped in `tests/guest/` (each its own cargo project).
-pub const RUST_PROGRAMS: &[&str] = &["rust-hello"];
+pub const RUST_PROGRAMS: &[&str] = &["rust-hello", "rust-dyn-hello"];
+
+/// The dynamically linked C guest programs in `tests/guest/c-dyn/`.
+pub const C_DYNAMIC_PROGRAMS: &[&str] = &["dyn_hello", "dyn_dlopen"];
+
+/// The Rust guest programs built dynamically linked (no crt-static).
+const RUST_DYNAMIC_PROGRAMS: &[&str] = &["rust-dyn-hello"];
 
 /// The only target the toolchain has; guest programs are x86_64 Linux ELFs.
 const RUST_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -68,9 +78,21 @@ pub fn guest_program(name: &str) -> Result<PathBuf, HarnessError> {
     std::fs::create_dir_all(&out_dir).map_err(io_err("create directory", &out_dir))?;
     let out = out_dir.join(name);
     let c_source = paths::guest_sources().join("c").join(format!("{name}.c"));
+    let c_dyn_source = paths::guest_sources()
+        .join("c-dyn")
+        .join(format!("{name}.c"));
     let rust_manifest = paths::guest_sources().join(name).join("Cargo.toml");
     if c_source.is_file() {
         build_c(&c_source, &out)?;
+    } else if c_dyn_source.is_file() && name.starts_with("lib") {
+        build_c_with(
+            &c_dyn_source,
+            &out,
+            &["-shared", "-fPIC", "-O2", "-Wall"],
+            &[],
+        )?;
+    } else if c_dyn_source.is_file() {
+        build_c_with(&c_dyn_source, &out, &["-O2", "-Wall"], &["-lm"])?;
     } else if rust_manifest.is_file() {
         build_rust(name, &rust_manifest, &out)?;
     } else {
@@ -104,17 +126,33 @@ fn run_build(mut cmd: Command, tool: &str, what: &str) -> Result<(), HarnessErro
 }
 
 fn build_c(source: &Path, out: &Path) -> Result<(), HarnessError> {
+    build_c_with(source, out, &["-static", "-no-pie", "-O2", "-Wall"], &[])
+}
+
+/// `gcc <flags> -o out source <libs>`.
+fn build_c_with(
+    source: &Path,
+    out: &Path,
+    flags: &[&str],
+    libs: &[&str],
+) -> Result<(), HarnessError> {
     let tmp = temp_output(out);
     let mut cmd = Command::new("gcc");
-    cmd.args(["-static", "-no-pie", "-O2", "-Wall", "-o"])
-        .arg(&tmp)
-        .arg(source);
+    cmd.args(flags).arg("-o").arg(&tmp).arg(source).args(libs);
     run_build(cmd, "gcc", &source.display().to_string())?;
     std::fs::rename(&tmp, out).map_err(io_err("rename into place", out))
 }
 
 fn build_rust(name: &str, manifest: &Path, out: &Path) -> Result<(), HarnessError> {
-    let target_dir = paths::target_dir().join("guest-rust");
+    let dynamic = RUST_DYNAMIC_PROGRAMS.contains(&name);
+    let (target_dir, rustflags) = if dynamic {
+        (paths::target_dir().join("guest-rust-dyn"), "")
+    } else {
+        (
+            paths::target_dir().join("guest-rust"),
+            "-C target-feature=+crt-static",
+        )
+    };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.args([
@@ -128,7 +166,7 @@ fn build_rust(name: &str, manifest: &Path, out: &Path) -> Result<(), HarnessErro
     .arg(manifest)
     .arg("--target-dir")
     .arg(&target_dir)
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .env("RUSTFLAGS", rustflags)
     // Settings of an outer cargo must not leak into the guest build.
     .env_remove("CARGO_ENCODED_RUSTFLAGS")
     .env_remove("CARGO_BUILD_RUSTFLAGS")

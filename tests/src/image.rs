@@ -17,6 +17,8 @@ pub struct ImageSpec {
     pub cmd: Vec<String>,
     /// `--env K=V`, in order.
     pub env: Vec<String>,
+    /// `--with-libs`: the program's interpreter and shared libraries go into the image.
+    pub with_libs: bool,
 }
 
 impl ImageSpec {
@@ -29,6 +31,12 @@ impl ImageSpec {
     /// Adds `--cmd arg`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.cmd.push(arg.to_owned());
+        self
+    }
+
+    /// Sets `--with-libs`.
+    pub fn with_libs(mut self) -> Self {
+        self.with_libs = true;
         self
     }
 
@@ -66,6 +74,9 @@ impl TestEnv {
         for e in &spec.env {
             args.push("--env".into());
             args.push(e.into());
+        }
+        if spec.with_libs {
+            args.push("--with-libs".into());
         }
         args.push("--output-file".into());
         args.push(out.clone().into_os_string());

@@ -36,7 +36,7 @@ pub mod watch;
 
 pub use cli::{enclave_bin, run_cli};
 pub use error::HarnessError;
-pub use guest::{guest_program, C_PROGRAMS, RUST_PROGRAMS};
+pub use guest::{guest_program, C_DYNAMIC_PROGRAMS, C_PROGRAMS, RUST_PROGRAMS};
 pub use image::ImageSpec;
 pub use pool::{Hugepages, Leftovers, PoolSpec};
 pub use run::CliOutput;

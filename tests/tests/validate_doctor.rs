@@ -409,6 +409,7 @@ fn image_of(
         init_spec: InitSpec {
             argv: vec!["/init".into()],
             env: Vec::new(),
+            cwd: None,
         },
         metadata: ImageMetadata::new(name, "1.0", "1970-01-01T00:00:00+00:00", "1"),
     })

@@ -17,8 +17,9 @@ use enclave_runtime::guest_abi;
 
 use crate::args::BuildArgs;
 
-/// argv[0] of the enclave's program.
-const INIT_ARGV0: &str = "/init";
+/// argv[0] of the enclave's program, and its path in the image.
+pub(super) const INIT_IMAGE_PATH: &str = "/init";
+const INIT_ARGV0: &str = INIT_IMAGE_PATH;
 /// Environment variable giving the build time (seconds since 1970), as reproducible builds use.
 const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
@@ -80,8 +81,12 @@ pub(super) fn build_image(
                     binary.display()
                 )
             })?;
-            enclave_runtime::elf::plan(&init)
-                .with_context(|| format!("{} cannot run in an enclave", binary.display()))?;
+            let (_, interp) =
+                enclave_runtime::elf::plan_at(&init, enclave_runtime::layout::PIE_LOAD_BASE)
+                    .with_context(|| format!("{} cannot run in an enclave", binary.display()))?;
+            if let Some(interp) = interp {
+                add_libs(a, binary, &init, &interp, &mut files)?;
+            }
             let mut argv = vec![INIT_ARGV0.to_owned()];
             argv.extend(a.cmd.iter().cloned());
             let spec = InitSpec {
@@ -122,6 +127,52 @@ pub(super) fn build_image(
         }
         _ => Ok((built.bytes, built.measurements)),
     }
+}
+
+/// For a dynamically linked program: with `--with-libs`, adds its interpreter and libraries
+/// (those not given with `--file`); without, refuses it unless `--file` put its interpreter in.
+fn add_libs(
+    a: &BuildArgs,
+    binary: &std::path::Path,
+    init: &[u8],
+    interp: &str,
+    files: &mut Vec<(String, Vec<u8>, u32)>,
+) -> anyhow::Result<()> {
+    let given: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|(dst, _, _)| dst.trim_start_matches('/').to_owned())
+        .collect();
+    let given = |p: &str| given.contains(p.trim_start_matches('/'));
+    if !a.with_libs {
+        if given(interp) {
+            return Ok(());
+        }
+        bail!(
+            "{} is dynamically linked (it needs the interpreter {interp} and shared libraries): \
+             add --with-libs to put them in the image, or {}",
+            binary.display(),
+            enclave_runtime::elf::STATIC_HINT
+        );
+    }
+    let libs =
+        super::build_libs::collect(init, binary, std::path::Path::new("/")).with_context(|| {
+            format!(
+                "Cannot collect the shared libraries of {}",
+                binary.display()
+            )
+        })?;
+    for (path, data) in libs {
+        tracing::info!(
+            path,
+            bytes = data.len(),
+            given = given(&path),
+            "shared library"
+        );
+        if !given(&path) {
+            files.push((path, data, 0o755));
+        }
+    }
+    Ok(())
 }
 
 /// Splits `SRC:DST` at the first ':' followed by '/', so SRC may itself contain ':'.

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod build;
+mod build_libs;
 mod build_oci;
 mod ca;
 mod describe_eif;

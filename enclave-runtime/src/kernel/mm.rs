@@ -6,6 +6,11 @@
 //! down from the stack. Freed ranges are returned to the host (`MADV_DONTNEED`) so they read as
 //! zeros when handed out again, as fresh anonymous memory must. Protection changes are recorded
 //! as accepted but cannot be enforced by the page tables.
+//!
+//! A dynamically linked program also has an exec area (`layout::exec_area`), premapped
+//! read-write-execute below the heap: file-backed and `PROT_EXEC` mappings are placed there, so
+//! the shared libraries `ld.so` maps can run; elsewhere memory stays non-executable and a
+//! `MAP_FIXED` `PROT_EXEC` mapping outside the exec area fails with `EACCES`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -42,6 +47,8 @@ struct Accessible {
     area_end: u64,
     /// Start of the stack: everything from here up to guest memory end is stack.
     stack_start: u64,
+    /// The exec area (`start..end`, empty for static programs), below `area_start`.
+    exec: (u64, u64),
     /// Mappings: start → end.
     maps: BTreeMap<u64, u64>,
 }
@@ -58,7 +65,19 @@ impl MapView {
                 return at >= a.stack_start.max(a.area_end);
             }
             if at < a.area_start {
-                at = a.area_start;
+                if !(a.exec.0..a.exec.1).contains(&at) {
+                    // The program image (and interpreter): always accessible.
+                    at = if at < a.exec.0 {
+                        a.exec.0
+                    } else {
+                        a.area_start
+                    };
+                    continue;
+                }
+                match a.maps.range(..=at).next_back() {
+                    Some((_, &e)) if e > at => at = e,
+                    _ => return false,
+                }
                 continue;
             }
             if at < a.brk_top {
@@ -72,6 +91,18 @@ impl MapView {
         }
         true
     }
+}
+
+/// What a new mapping holds, which decides where it may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Anonymous memory without `PROT_EXEC`: the mmap area.
+    Anon,
+    /// A private copy of a file: the exec area when there is room (shared libraries), else the
+    /// mmap area.
+    File,
+    /// `PROT_EXEC`: the exec area only (when the program has one).
+    Exec,
 }
 
 /// The program's heap and mmap area.
@@ -100,6 +131,7 @@ impl AddressSpace {
             brk_top: start,
             area_end,
             stack_start: area_end,
+            exec: (0, 0),
             maps: BTreeMap::new(),
         })));
         Ok(Self {
@@ -115,6 +147,25 @@ impl AddressSpace {
     pub fn with_stack_start(self, stack_start: u64) -> Self {
         self.write().stack_start = stack_start.max(self.area_end);
         self
+    }
+
+    /// Gives the program an exec area `start..end` (page-aligned, ending at or below the area's
+    /// start): see the module comment.
+    pub fn with_exec_area(self, start: u64, end: u64) -> Self {
+        if start < end && end <= self.area_start {
+            self.write().exec = (start, end);
+        }
+        self
+    }
+
+    fn exec_area(&self) -> (u64, u64) {
+        self.read().exec
+    }
+
+    /// True when `start..end` lies inside the exec area.
+    fn in_exec(&self, start: u64, end: u64) -> bool {
+        let (es, ee) = self.exec_area();
+        es < ee && start >= es && end <= ee
     }
 
     /// The accessibility view for [`crate::memory::UserMemory`].
@@ -139,7 +190,8 @@ impl AddressSpace {
     fn lowest_map(&self) -> u64 {
         self.read()
             .maps
-            .first_key_value()
+            .range(self.area_start..)
+            .next()
             .map(|(s, _)| *s)
             .unwrap_or(self.area_end)
     }
@@ -164,11 +216,15 @@ impl AddressSpace {
         self.brk
     }
 
-    /// Finds a free range of `len` bytes, top down.
+    /// Finds a free range of `len` bytes in the mmap area, top down.
     fn find_free(&self, len: u64) -> Option<u64> {
-        let floor = page_up(self.brk)?;
-        let mut top = self.area_end;
-        for (&s, &e) in self.read().maps.iter().rev() {
+        self.find_free_in(page_up(self.brk)?, self.area_end, len)
+    }
+
+    /// Finds a free range of `len` bytes in `floor..ceil`, top down.
+    fn find_free_in(&self, floor: u64, ceil: u64, len: u64) -> Option<u64> {
+        let mut top = ceil;
+        for (&s, &e) in self.read().maps.range(floor..ceil).rev() {
             if top.checked_sub(e).is_some_and(|gap| gap >= len) {
                 return Some(top - len);
             }
@@ -230,8 +286,7 @@ impl AddressSpace {
         }
     }
 
-    /// Maps `len` bytes. `fixed` gives the exact address (`MAP_FIXED`, replacing what is there
-    /// unless `noreplace`); otherwise `hint` is tried first. Returns the address.
+    /// Maps `len` bytes of anonymous memory: [`AddressSpace::map_for`] with [`Want::Anon`].
     pub fn map(
         &mut self,
         ram: &GuestRam,
@@ -240,19 +295,40 @@ impl AddressSpace {
         fixed: bool,
         noreplace: bool,
     ) -> Result<u64, Errno> {
+        self.map_for(ram, hint, len, fixed, noreplace, Want::Anon)
+    }
+
+    /// Maps `len` bytes for `want`. `fixed` gives the exact address (`MAP_FIXED`, replacing what
+    /// is there unless `noreplace`); otherwise `hint` is tried first. Returns the address.
+    pub fn map_for(
+        &mut self,
+        ram: &GuestRam,
+        hint: u64,
+        len: u64,
+        fixed: bool,
+        noreplace: bool,
+        want: Want,
+    ) -> Result<u64, Errno> {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
         self.check_count()?;
+        let (es, ee) = self.exec_area();
+        let has_exec = es < ee;
         if fixed {
             if !hint.is_multiple_of(PAGE_SIZE) {
                 return Err(Errno::EINVAL);
             }
             let end = hint.checked_add(len).ok_or(Errno::ENOMEM)?;
             let brk_top = page_up(self.brk).ok_or(Errno::ENOMEM)?;
-            if hint < brk_top || end > self.area_end {
+            let in_exec = self.in_exec(hint, end);
+            if !in_exec && (hint < brk_top || end > self.area_end) {
                 return Err(Errno::ENOMEM);
+            }
+            if has_exec && want == Want::Exec && !in_exec {
+                // Only the exec area is executable; this mapping could never run.
+                return Err(Errno::EACCES);
             }
             if self.overlaps(hint, end) {
                 if noreplace {
@@ -262,6 +338,23 @@ impl AddressSpace {
             }
             self.write().maps.insert(hint, end);
             return Ok(hint);
+        }
+        if has_exec && want != Want::Anon {
+            let hinted = (hint.is_multiple_of(PAGE_SIZE))
+                .then(|| hint.checked_add(len))
+                .flatten()
+                .filter(|&end| self.in_exec(hint, end) && !self.overlaps(hint, end));
+            match hinted
+                .map(|_| hint)
+                .or_else(|| self.find_free_in(es, ee, len))
+            {
+                Some(start) => {
+                    self.write().maps.insert(start, start + len);
+                    return Ok(start);
+                }
+                None if want == Want::Exec => return Err(Errno::ENOMEM),
+                None => {}
+            }
         }
         let hinted = (hint != 0 && hint.is_multiple_of(PAGE_SIZE))
             .then(|| hint.checked_add(len))
@@ -290,6 +383,10 @@ impl AddressSpace {
         if end > TASK_SIZE {
             return Err(Errno::EINVAL);
         }
+        if self.in_exec(addr, end) {
+            self.remove_range(ram, addr, end);
+            return Ok(());
+        }
         if addr < self.area_start || end > self.area_end {
             // Outside the mmap area: Linux would unmap it; we keep the image and stack mapped.
             return Ok(());
@@ -313,6 +410,9 @@ impl AddressSpace {
         let in_area = addr < self.area_end && end > self.area_start;
         let brk_top = page_up(self.brk).unwrap_or(self.brk);
         if in_area && !(end <= brk_top || self.is_mapped(addr.max(brk_top), end)) {
+            return Err(Errno::ENOMEM);
+        }
+        if self.in_exec(addr, end) && !self.is_mapped(addr, end) {
             return Err(Errno::ENOMEM);
         }
         Ok(())
@@ -341,7 +441,13 @@ impl AddressSpace {
             return Ok(old);
         }
         let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
-        if grow_end <= self.area_end && !self.overlaps(old_end, grow_end) {
+        let exec = self.in_exec(old, old_end);
+        let limit = if exec {
+            self.exec_area().1
+        } else {
+            self.area_end
+        };
+        if grow_end <= limit && !self.overlaps(old_end, grow_end) {
             // Grow in place: extend the mapping that ends at old_end.
             let start = self
                 .read()
@@ -356,7 +462,8 @@ impl AddressSpace {
         if !may_move {
             return Err(Errno::ENOMEM);
         }
-        let new = self.map(ram, 0, new_len, false, false)?;
+        let want = if exec { Want::File } else { Want::Anon };
+        let new = self.map_for(ram, 0, new_len, false, false, want)?;
         let mut buf = vec![0u8; 64 << 10];
         let mut off = 0;
         while off < old_len {
@@ -486,6 +593,70 @@ mod tests {
         assert!(v.accessible(b0, b0 + 100));
         assert!(v.accessible(0x40_0000, 0x40_1000), "program image");
         assert!(v.accessible(24 << 20, 32 << 20), "stack");
+    }
+
+    /// An address space with an exec area 0x60_0000..0x80_0000 below the heap (0x80_0000).
+    fn with_exec() -> (GuestRam, AddressSpace) {
+        let ram = GuestRam::new(32 << 20, Backing::Anonymous).unwrap();
+        let asp = AddressSpace::new(0x80_0000, 24 << 20)
+            .unwrap()
+            .with_exec_area(0x60_0000, 0x80_0000);
+        (ram, asp)
+    }
+
+    #[test]
+    fn file_and_exec_mappings_go_to_the_exec_area() {
+        let (ram, mut a) = with_exec();
+        let v = a.view();
+        // ld.so's reservation (file-backed), then its segments MAP_FIXED over it.
+        let lib = a
+            .map_for(&ram, 0, 0x3_0000, false, false, Want::File)
+            .unwrap();
+        assert!((0x60_0000..0x80_0000).contains(&lib), "{lib:#x}");
+        assert_eq!(
+            a.map_for(&ram, lib + 0x1000, 0x1000, true, false, Want::Exec),
+            Ok(lib + 0x1000)
+        );
+        assert_eq!(
+            a.map_for(&ram, lib + 0x2_0000, 0x1000, true, false, Want::Anon),
+            Ok(lib + 0x2_0000),
+            "bss over the reservation"
+        );
+        assert!(v.accessible(lib, lib + 0x3_0000));
+        assert!(
+            !v.accessible(0x60_0000, 0x60_0008),
+            "unmapped part of the exec area"
+        );
+        // Anonymous memory stays out of the exec area; a fixed PROT_EXEC outside it is refused.
+        let anon = a.map(&ram, 0, 0x1000, false, false).unwrap();
+        assert!(anon >= 0x80_0000);
+        assert_eq!(
+            a.map_for(&ram, 0x100_0000, 0x1000, true, false, Want::Exec),
+            Err(Errno::EACCES)
+        );
+        // A full exec area: executable mappings fail, file mappings fall back.
+        assert_eq!(
+            a.map_for(&ram, 0, 0x20_0000, false, false, Want::Exec),
+            Err(Errno::ENOMEM)
+        );
+        let data = a
+            .map_for(&ram, 0, 0x20_0000, false, false, Want::File)
+            .unwrap();
+        assert!(data >= 0x80_0000);
+        // munmap and brk work as before; brk is not limited by exec-area mappings.
+        a.unmap(&ram, lib, 0x3_0000).unwrap();
+        assert!(!v.accessible(lib, lib + 8));
+        let b0 = a.brk();
+        assert_eq!(a.set_brk(&ram, b0 + 0x1000), b0 + 0x1000);
+    }
+
+    #[test]
+    fn static_programs_have_no_exec_area() {
+        let (ram, mut a) = setup();
+        let p = a.map_for(&ram, 0, 4096, false, false, Want::Exec).unwrap();
+        assert_eq!(p, (24 << 20) - 4096, "as before: top of the mmap area");
+        let f = a.map_for(&ram, 0, 4096, false, false, Want::File).unwrap();
+        assert_eq!(f, (24 << 20) - 8192);
     }
 
     #[test]

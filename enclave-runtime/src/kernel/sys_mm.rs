@@ -1,7 +1,7 @@
 //! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise and the mlock family.
 
 use super::errno::{Errno, SysResult};
-use super::mm::page_up;
+use super::mm::{page_up, Want};
 use super::table::Syscall;
 use super::{Args, Ctx, Kernel};
 use crate::layout::PAGE_SIZE;
@@ -70,6 +70,7 @@ pub const TABLE: &[Syscall] = &[
     },
 ];
 
+const PROT_EXEC: u64 = 0x4;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
@@ -85,7 +86,7 @@ fn sys_brk(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
 }
 
 fn sys_mmap(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
-    let [addr, len, _prot, flags, fd, offset] = *a;
+    let [addr, len, prot, flags, fd, offset] = *a;
     let kind = flags & 0x03;
     if kind != MAP_PRIVATE && kind != MAP_SHARED && kind != MAP_SHARED_VALIDATE {
         return Err(Errno::EINVAL);
@@ -106,7 +107,14 @@ fn sys_mmap(k: &Kernel, ctx: &mut Ctx<'_, '_>, a: &Args) -> SysResult {
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
     let ram = ctx.mem.ram();
-    let start = k.mm().map(ram, addr, len, fixed, noreplace)?;
+    let want = if prot & PROT_EXEC != 0 {
+        Want::Exec
+    } else if file.is_some() {
+        Want::File
+    } else {
+        Want::Anon
+    };
+    let start = k.mm().map_for(ram, addr, len, fixed, noreplace, want)?;
     if let Some(file) = file {
         if let Err(e) = fill_from_file(ctx, file.as_ref(), start, len, offset) {
             let _ = k.mm().unmap(ram, start, len);

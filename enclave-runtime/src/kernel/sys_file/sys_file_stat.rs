@@ -185,10 +185,25 @@ fn readlink_at(
         return Err(Errno::ENOENT);
     }
     let start = dir_start(k, dirfd, &path)?;
-    let ino = k.fs.lookup(start, &path, false)?;
+    let ino = match k.fs.lookup(start, &path, false) {
+        Ok(ino) => ino,
+        // There is no /proc, but ld.so resolves $ORIGIN of the program through this link.
+        Err(Errno::ENOENT) if path.as_slice() == PROC_SELF_EXE => {
+            return copy_link(ctx, buf, size, crate::stack::EXECFN.as_bytes());
+        }
+        Err(e) => return Err(e),
+    };
     let Some(NodeKind::Symlink(target)) = k.fs.node(ino).map(|n| &n.kind) else {
         return Err(Errno::EINVAL);
     };
+    copy_link(ctx, buf, size, target)
+}
+
+/// The link `/proc/self/exe` reads as (the program's path) when the image has no such file.
+const PROC_SELF_EXE: &[u8] = b"/proc/self/exe";
+
+/// Copies up to `size` (> 0) bytes of a link target to the guest, as readlink does.
+fn copy_link(ctx: &Ctx<'_, '_>, buf: u64, size: i32, target: &[u8]) -> SysResult {
     let n = target
         .len()
         .min(usize::try_from(size).map_err(|_| Errno::EINVAL)?);

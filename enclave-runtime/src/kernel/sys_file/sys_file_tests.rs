@@ -523,6 +523,14 @@ fn lookup_errors() {
     assert_eq!(e.get(BUF, 8), b"hostname");
     assert_eq!(e.call(libc::SYS_readlink, &[p, BUF, 3]), 3);
     assert_eq!(e.call(libc::SYS_readlink, &[p, BUF, 0]), neg(libc::EINVAL));
+    let p = e.path("/proc/self/exe");
+    assert_eq!(e.call(libc::SYS_readlink, &[p, BUF, 100]), 5);
+    assert_eq!(e.get(BUF, 5), b"/init");
+    let p = e.path("/proc/self/cwd");
+    assert_eq!(
+        e.call(libc::SYS_readlink, &[p, BUF, 100]),
+        neg(libc::ENOENT)
+    );
     let p = e.path("/etc/hostname");
     assert_eq!(
         e.call(libc::SYS_readlink, &[p, BUF, 100]),
