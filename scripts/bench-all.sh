@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes BENCHMARKS.md and benchmarks.svg: the machine, then for each
 # figure its median, min, max and the ratio to its baseline measured in the same run.
-#   bash scripts/bench-all.sh            # full run (~10-15 min on a 2-CPU kvm_pvm host),
+#   bash scripts/bench-all.sh            # full run (~5-10 min on a 2-CPU kvm_pvm host),
 #                                        # writes ./BENCHMARKS.md and ./benchmarks.svg
 #   bash scripts/bench-all.sh --quick    # smoke run (~2-3 min), writes them under
 #                                        # $CARGO_TARGET_DIR/bench-quick/ unless --out is given
@@ -67,6 +67,15 @@ run vsock_bench cargo bench -q -p samples --bench vsock_bench -- $quick
 run host_bench cargo bench -q -p samples --bench host_bench -- $quick
 run attestation_bench cargo bench -q -p attestation --bench attestation_bench -- $quick
 run qemu_boot python3 scripts/bench/qemu_boot.py $quick
+if [ -z "$quick" ]; then
+  # Criterion micro-benchmarks (estimates read from $target/criterion by the report).
+  rm -rf "$target/criterion"
+  run micro cargo bench -q -p attestation --bench micro
+  # Where the time of the CLI launch goes (the launch figure furthest from its target).
+  echo "bench-all: == profile of the CLI launch" >&2
+  bash scripts/bench/profile_cli_launch.sh "$ENCLAVE_BIN" "$target/enclave-bench/minimal" \
+    >"$results/profile.md" 2>"$results/profile.err" || failed+=(profile)
+fi
 
 kvm_kind="hardware KVM (no /sys/module/kvm_pvm)"
 [ -d /sys/module/kvm_pvm ] && kvm_kind="software KVM: kvm_pvm (/sys/module/kvm_pvm present)"
@@ -84,6 +93,6 @@ json.dump({
     "failed": sys.argv[5:],
 }, open(path, "w"))
 PY
-python3 scripts/bench/report.py "$results" "$out/BENCHMARKS.md" "$out/benchmarks.svg"
+python3 scripts/bench/report.py "$results" "$out/BENCHMARKS.md" "$out/benchmarks.svg" "$target/criterion"
 echo "bench-all: wrote $out/BENCHMARKS.md and $out/benchmarks.svg" >&2
 [ ${#failed[@]} -eq 0 ] || { echo "bench-all: failed: ${failed[*]}" >&2; exit 1; }

@@ -6,7 +6,7 @@ Every benchmark prints `SERIES {"id", "label", "unit", "samples" | "unavailable"
 (the table FIGURES below), computes median, min, max and the ratio of the medians, checks the
 targets, and draws the launch and vsock plots as SVG. Standard library only.
 
-    python3 scripts/bench/report.py RESULTS_DIR OUT_MD OUT_SVG
+    python3 scripts/bench/report.py RESULTS_DIR OUT_MD OUT_SVG [CRITERION_DIR]
 """
 
 import html
@@ -227,8 +227,36 @@ def write_svg(path, series, notes):
         f.write("\n</svg>\n")
 
 
+def criterion_rows(root):
+    """(name, median ns, low ns, high ns) of every criterion benchmark under root."""
+    rows = []
+    if not root or not os.path.isdir(root):
+        return rows
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
+            continue
+        try:
+            with open(os.path.join(dirpath, "benchmark.json")) as f:
+                name = json.load(f).get("full_id", dirpath)
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                est = json.load(f)["median"]
+            ci = est["confidence_interval"]
+            rows.append((name, est["point_estimate"], ci["lower_bound"], ci["upper_bound"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    return sorted(rows)
+
+
+def fmt_ns(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return "%s %s" % (fmt(ns / scale), unit)
+    return "%s ns" % fmt(ns)
+
+
 def main():
     results, out_md, out_svg = sys.argv[1:4]
+    crit = criterion_rows(sys.argv[4] if len(sys.argv) > 4 else None)
     series, notes, logs = load(results)
     with open(os.path.join(results, "meta.json")) as f:
         meta = json.load(f)
@@ -310,6 +338,29 @@ def main():
       " guest memory; *private* counts Private_Clean + Private_Dirty (+ Private_Hugetlb), *resident* counts"
       " shared library pages whole. Target: ≤ 3 MiB private (Firecracker's bar is 5 MiB).")
     w("")
+    w("Notes:")
+    w("")
+    w("- Launch: *in process* is `vmm::prepare` → program exit inside the bench process; *via CLI*"
+      " is the wall time of `enclave run-enclave` (process start, pool claim, VMM fork, image check and"
+      " measurement, VM build; *to heartbeat* returns when the enclave is RUNNING, *to exit* also"
+      " includes the run, teardown and cgroup cleanup). The first-system-call program is libc-free and"
+      " its first system call is `exit_group`; its fork+exec baseline is the same binary natively.")
+    w("- vsock: the socketpair baselines run before the pool is carved (every host CPU); the enclave"
+      " figures run while the pool holds CPU 1, so the parent has CPU 0 only. On this shared machine the"
+      " socketpair baseline itself varies several-fold between runs (see its min–max), and so do the ratios.")
+    w("- Attestation: generation includes one ES384 signature (RustCrypto p384); verification checks the"
+      " COSE signature and the certificate chain (root cached), so it does more than one openssl verify.")
+    w("")
+    if crit:
+        w("### Micro-benchmarks (criterion)")
+        w("")
+        w("`cargo bench -p attestation --bench micro`; median per iteration with its 95 % interval.")
+        w("")
+        w("| benchmark | median | interval |")
+        w("|---|---:|---|")
+        for name, med, lo, hi in crit:
+            w("| %s | %s | %s – %s |" % (name, fmt_ns(med), fmt_ns(lo), fmt_ns(hi)))
+        w("")
     w("## Plot")
     w("")
     w("![launch latency and vsock throughput against their baselines](%s)" % os.path.basename(out_svg))
