@@ -131,7 +131,7 @@ fn run(cap: usize) -> Result<(), String> {
     );
     series(
         "vmm_guest_rss_mib",
-        "guest memory resident in the VMM",
+        "guest memory resident in the VMM (4 KiB pages; hugetlb pages are not in Rss)",
         "MiB",
         &guest,
     );
