@@ -62,6 +62,13 @@ const QUICK: Plan = Plan {
     bare_calls: 2_000,
 };
 
+/// Prints one `SERIES {json}` line with every sample of a measurement, for
+/// `scripts/bench_report.py` to collect.
+fn series(id: &str, label: &str, unit: &str, samples: &[f64]) {
+    let line = serde_json::json!({"id": id, "label": label, "unit": unit, "samples": samples});
+    println!("SERIES {line}");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -207,12 +214,25 @@ fn baselines(plan: Plan) -> std::io::Result<(Vec<f64>, f64)> {
                 socketpair_throughput(plan.bytes, msg)?,
             ));
         }
+        let kib = msg >> 10;
+        series(
+            &format!("vsock_socketpair_{kib}k"),
+            &format!("Unix socketpair throughput, {kib} KiB messages"),
+            "MiB/s",
+            &v,
+        );
         tput.push(median(v));
     }
     let mut rtt = Vec::new();
     for _ in 0..plan.reps {
         rtt.push(socketpair_rtt(plan.round_trips)?.as_secs_f64() * 1e6);
     }
+    series(
+        "vsock_socketpair_rtt",
+        "Unix socketpair round trip, 1 byte",
+        "us",
+        &rtt,
+    );
     Ok((tput, median(rtt)))
 }
 
@@ -257,11 +277,21 @@ fn run(plan: Plan) -> Result<Vec<Figure>, String> {
                 from_enclave_push(&enclave, &listener, plan.bytes, msg).map_err(io)?,
             ));
         }
-        for (what, v) in [
-            ("parent→enclave", to),
-            ("enclave→parent (accepted conn)", src),
-            ("enclave→parent (enclave connects)", push),
+        for (what, id, v) in [
+            ("parent→enclave", "to_enclave", to),
+            ("enclave→parent (accepted conn)", "from_enclave", src),
+            (
+                "enclave→parent (enclave connects)",
+                "from_enclave_push",
+                push,
+            ),
         ] {
+            series(
+                &format!("vsock_{id}_{kib}k"),
+                &format!("vsock {what}, {kib} KiB messages"),
+                "MiB/s",
+                &v,
+            );
             figures.push(Figure {
                 name: format!("throughput {what}, {kib} KiB messages"),
                 enclave: median(v),
@@ -281,6 +311,8 @@ fn run(plan: Plan) -> Result<Vec<Figure>, String> {
                 * 1e6,
         );
     }
+    series("vsock_rtt", "vsock round trip, 1 byte", "us", &rtt);
+    series("vsock_bare_exit", "bare KVM exit round trip", "us", &bare);
     let rtt = median(rtt);
     figures.push(Figure {
         name: "round trip, 1 byte".into(),

@@ -57,6 +57,16 @@ impl Scratch {
 
     /// Takes the host lock, then carves the pool that `allocator_toml` describes.
     pub fn with_pool(bin: &Path, allocator_toml: &str) -> Result<Self, String> {
+        Self::with_pool_after_lock(bin, allocator_toml, || {})
+    }
+
+    /// [`Scratch::with_pool`], calling `locked` once the host lock is held and before the pool
+    /// is carved (e.g. to read host-global state no other pool user changes meanwhile).
+    pub fn with_pool_after_lock(
+        bin: &Path,
+        allocator_toml: &str,
+        locked: impl FnOnce(),
+    ) -> Result<Self, String> {
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -73,6 +83,7 @@ impl Scratch {
                 return Err(format!("cannot lock {HOST_LOCK_FILE}: {e}"));
             }
         }
+        locked();
         let name = format!("enclave-scratch-{}", std::process::id());
         let dir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&dir);

@@ -151,6 +151,29 @@ impl CliPool {
     }
 }
 
+impl CliPool {
+    /// `enclave run-enclave` of `eif` without the console: returns once the enclave's
+    /// heartbeat was answered (the enclave is RUNNING); the enclave is then terminated
+    /// (untimed). Returns the wall time of `run-enclave`.
+    pub fn run_enclave_to_heartbeat(&self, eif: &Path) -> anyhow::Result<Duration> {
+        let eif = eif.to_str().context("image path is not UTF-8")?;
+        let took = self.cli(
+            &[
+                "run-enclave",
+                "--eif-path",
+                eif,
+                "--cpu-count",
+                "1",
+                "--memory",
+                "64",
+            ],
+            "run-enclave-detached",
+        )?;
+        self.cli(&["terminate-enclave", "--all"], "terminate")?;
+        Ok(took)
+    }
+}
+
 impl Drop for CliPool {
     fn drop(&mut self) {
         let _ = self.cli(&["terminate-enclave", "--all"], "terminate");
@@ -195,14 +218,25 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(ExitStat
     Ok((status.context("cannot wait")?, end.duration_since(t0)))
 }
 
-/// CLI launch samples in milliseconds, `Err` with the reason when the CLI part was skipped.
+/// CLI launch samples, milliseconds.
+#[derive(Debug, Default)]
+pub struct CliSamples {
+    /// `run-enclave --attach-console` of a program that exits: start to exit.
+    pub to_exit: Vec<f64>,
+    /// `run-enclave` of a program that keeps running: start to the heartbeat answered.
+    pub to_heartbeat: Vec<f64>,
+}
+
+/// CLI launch samples, `Err` with the reason when the CLI part was skipped. `idle_eif` is a
+/// program that keeps running (for the launch to the heartbeat).
 pub fn measure(
     target: &Path,
     eif: &[u8],
+    idle_eif: &[u8],
     warmup: usize,
     runs: usize,
     stop: &dyn Fn() -> bool,
-) -> anyhow::Result<Result<Vec<f64>, String>> {
+) -> anyhow::Result<Result<CliSamples, String>> {
     let bin = match find_cli(target) {
         Ok(bin) => bin,
         Err(why) => return Ok(Err(why)),
@@ -216,15 +250,23 @@ pub fn measure(
     };
     let eif_path = pool.dir().join("minimal.eif");
     std::fs::write(&eif_path, eif).context("cannot write the image")?;
+    let idle_path = pool.dir().join("idle.eif");
+    std::fs::write(&idle_path, idle_eif).context("cannot write the image")?;
     for _ in 0..warmup {
         pool.run_enclave(&eif_path)?;
+        pool.run_enclave_to_heartbeat(&idle_path)?;
     }
-    let mut samples = Vec::with_capacity(runs);
+    let mut samples = CliSamples::default();
     for _ in 0..runs {
         if stop() {
             bail!("interrupted");
         }
-        samples.push(pool.run_enclave(&eif_path)?.as_secs_f64() * 1e3);
+        samples
+            .to_exit
+            .push(pool.run_enclave(&eif_path)?.as_secs_f64() * 1e3);
+        samples
+            .to_heartbeat
+            .push(pool.run_enclave_to_heartbeat(&idle_path)?.as_secs_f64() * 1e3);
     }
     drop(pool);
     Ok(Ok(samples))

@@ -84,18 +84,7 @@ pub fn run_in_process(eif: &[u8], bare: bool) -> anyhow::Result<InProcessRun> {
 
 /// fork+exec+wait of `binary` natively (`Command::status`), output discarded.
 pub fn fork_exec(binary: &Path) -> anyhow::Result<Duration> {
-    let t0 = Instant::now();
-    let status = Command::new(binary)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {}", binary.display()))?;
-    let elapsed = t0.elapsed();
-    if !status.success() {
-        bail!("{} failed natively: {status}", binary.display());
-    }
-    Ok(elapsed)
+    fork_exec_args(binary, &[])
 }
 
 /// Samples of the launch benchmark, in milliseconds.
@@ -115,6 +104,11 @@ pub struct LaunchSamples {
     pub teardown: Vec<f64>,
     /// Native fork+exec+wait.
     pub fork_exec: Vec<f64>,
+    /// `prepare` start to the first system call of a libc-free program whose first call is
+    /// `exit_group` (so to its first system call, served).
+    pub first_call: Vec<f64>,
+    /// Native fork+exec+wait of that program.
+    pub first_call_fork_exec: Vec<f64>,
     /// System calls the program made in the enclave.
     pub calls: u64,
     /// Register access mode of the vCPU.
@@ -130,11 +124,40 @@ fn micros_to_ms(us: u64) -> f64 {
     us as f64 / 1e3
 }
 
+/// A program and its image, as the launch benchmark runs it.
+pub struct Launchable<'a> {
+    /// The image.
+    pub eif: &'a [u8],
+    /// The same program natively, with its arguments.
+    pub binary: &'a Path,
+    /// Arguments of the native run.
+    pub args: &'a [&'a str],
+}
+
+/// fork+exec+wait of `binary args` natively (`Command::status`), output discarded.
+pub fn fork_exec_args(binary: &Path, args: &[&str]) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let status = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let elapsed = t0.elapsed();
+    if !status.success() {
+        bail!("{} failed natively: {status}", binary.display());
+    }
+    Ok(elapsed)
+}
+
 /// `runs` in-process launches interleaved with `runs` fork+execs (after `warmup` untimed
-/// pairs), so that drift of a noisy machine hits both alike. Stops early when `stop()` says.
+/// pairs), so that drift of a noisy machine hits both alike; the same for `first`, the
+/// program whose first system call is its exit. Stops early when `stop()` says.
 pub fn measure(
     eif: &[u8],
     binary: &Path,
+    first: &Launchable<'_>,
     warmup: usize,
     runs: usize,
     stop: &dyn Fn() -> bool,
@@ -143,6 +166,8 @@ pub fn measure(
     for _ in 0..warmup {
         run_in_process(eif, false)?;
         fork_exec(binary)?;
+        run_in_process(first.eif, false)?;
+        fork_exec_args(first.binary, first.args)?;
     }
     for i in 0..runs {
         if stop() {
@@ -165,6 +190,21 @@ pub fn measure(
         s.fork_exec.push(ms(f));
         s.calls = r.calls;
         s.access = r.access;
+        let (r, f) = if i % 2 == 0 {
+            let r = run_in_process(first.eif, false)?;
+            (r, fork_exec_args(first.binary, first.args)?)
+        } else {
+            let f = fork_exec_args(first.binary, first.args)?;
+            (run_in_process(first.eif, false)?, f)
+        };
+        if r.calls != 1 {
+            bail!(
+                "the first-call program made {} system calls, expected 1",
+                r.calls
+            );
+        }
+        s.first_call.push(ms(r.launch()));
+        s.first_call_fork_exec.push(ms(f));
     }
     Ok(s)
 }

@@ -154,9 +154,16 @@ fn run(plan: Plan, machine: Machine) -> anyhow::Result<Results> {
         "bench: launch, in process and fork+exec, {} runs each",
         plan.launch_runs
     );
+    let first_eif = guest::eif(&looper, &["0".to_owned()])?;
+    let first = launch::Launchable {
+        eif: &first_eif,
+        binary: &looper,
+        args: &["0"],
+    };
     let launch = launch::measure(
         &minimal_eif,
         &minimal,
+        &first,
         plan.warmup,
         plan.launch_runs,
         &stopped,
@@ -164,9 +171,12 @@ fn run(plan: Plan, machine: Machine) -> anyhow::Result<Results> {
     .context("launch benchmark")?;
 
     eprintln!("bench: launch through the CLI, {} runs", plan.cli_runs);
+    // Its first system call makes the heartbeat, then it loops for hours: terminated.
+    let idle_eif = guest::eif(&looper, &["10000000000".to_owned()])?;
     let cli = cli_pool::measure(
         &target,
         &minimal_eif,
+        &idle_eif,
         plan.warmup.min(2),
         plan.cli_runs,
         &stopped,

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::cli_pool::CliSamples;
 use crate::launch::{LaunchSamples, MEMORY_MIB};
 use crate::machine::Machine;
 use crate::stats::{summarize, Summary};
@@ -27,7 +28,7 @@ pub struct Results {
     /// In-process launches and the fork+exec baseline.
     pub launch: LaunchSamples,
     /// CLI launches (ms), or why they were skipped.
-    pub cli: Result<Vec<f64>, String>,
+    pub cli: Result<CliSamples, String>,
     /// System-call round trips.
     pub syscall: SyscallSamples,
 }
@@ -100,7 +101,14 @@ impl Results {
         let run = summarize(&l.run);
         let teardown = summarize(&l.teardown);
         let fork_exec = summarize(&l.fork_exec);
-        let cli = self.cli.as_ref().ok().and_then(|v| summarize(v));
+        let cli = self.cli.as_ref().ok().and_then(|v| summarize(&v.to_exit));
+        let cli_heartbeat = self
+            .cli
+            .as_ref()
+            .ok()
+            .and_then(|v| summarize(&v.to_heartbeat));
+        let first_call = summarize(&l.first_call);
+        let first_call_fork_exec = summarize(&l.first_call_fork_exec);
         let served = summarize(&self.syscall.served_us);
         let bare = summarize(&self.syscall.bare_us);
         let native = summarize(&self.syscall.native_us);
@@ -138,10 +146,23 @@ impl Results {
         row(&format!("  run ({} system calls)", l.calls), run, "ms");
         row("  teardown after exit (not in launch)", teardown, "ms");
         match &self.cli {
-            Ok(_) => row("launch via CLI (run-enclave --attach-console)", cli, "ms"),
+            Ok(_) => {
+                row("launch via CLI (run-enclave --attach-console)", cli, "ms");
+                row(
+                    "launch via CLI to heartbeat (run-enclave)",
+                    cli_heartbeat,
+                    "ms",
+                );
+            }
             Err(why) => println!("  {:<46} SKIPPED: {why}", "launch via CLI"),
         }
         row("fork+exec+wait natively (baseline)", fork_exec, "ms");
+        row("launch in process to first system call", first_call, "ms");
+        row(
+            "  fork+exec+wait of that program (baseline)",
+            first_call_fork_exec,
+            "ms",
+        );
         row(
             &format!("getppid served (N = {})", self.syscall.calls),
             served,
@@ -199,6 +220,66 @@ impl Results {
         context("getppid served / native", native_ratio);
         println!();
 
+        let cli_exit = self.cli.as_ref().map(|c| c.to_exit.as_slice());
+        let cli_hb = self.cli.as_ref().map(|c| c.to_heartbeat.as_slice());
+        for (id, label, unit, samples) in [
+            (
+                "launch_exit",
+                "launch in process to exit (static glibc)",
+                "ms",
+                Ok(&l.launch[..]),
+            ),
+            (
+                "launch_exit_fork_exec",
+                "fork+exec+wait (static glibc)",
+                "ms",
+                Ok(&l.fork_exec[..]),
+            ),
+            (
+                "launch_first_call",
+                "launch in process to first system call",
+                "ms",
+                Ok(&l.first_call[..]),
+            ),
+            (
+                "launch_first_call_fork_exec",
+                "fork+exec+wait (libc-free, exits at once)",
+                "ms",
+                Ok(&l.first_call_fork_exec[..]),
+            ),
+            (
+                "cli_exit",
+                "CLI run-enclave --attach-console to exit",
+                "ms",
+                cli_exit,
+            ),
+            (
+                "cli_heartbeat",
+                "CLI run-enclave to heartbeat (RUNNING)",
+                "ms",
+                cli_hb,
+            ),
+            (
+                "syscall_served",
+                "getppid served by the enclave kernel",
+                "us",
+                Ok(&self.syscall.served_us[..]),
+            ),
+            (
+                "syscall_bare",
+                "bare syscall->doorbell->return",
+                "us",
+                Ok(&self.syscall.bare_us[..]),
+            ),
+            (
+                "syscall_native",
+                "getppid natively on the host",
+                "us",
+                Ok(&self.syscall.native_us[..]),
+            ),
+        ] {
+            crate::stats::print_series(id, label, unit, samples);
+        }
         let line = json!({
             "mode": self.plan.name,
             "optimized": OPTIMIZED,

@@ -35,3 +35,17 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
         runs: n,
     })
 }
+
+/// Prints one `SERIES {json}` line with every sample of a measurement (or why it is missing),
+/// for `scripts/bench_report.py` to collect.
+pub fn print_series(id: &str, label: &str, unit: &str, samples: Result<&[f64], &String>) {
+    let line = match samples {
+        Ok(samples) => serde_json::json!({
+            "id": id, "label": label, "unit": unit, "samples": samples,
+        }),
+        Err(why) => serde_json::json!({
+            "id": id, "label": label, "unit": unit, "unavailable": why,
+        }),
+    };
+    println!("SERIES {line}");
+}
