@@ -201,12 +201,13 @@ fn build_is_reproducible_and_described() {
         d["Metadata"]["BuildMetadata"]["BuildTime"],
         "1970-01-01T00:00:00+00:00"
     );
+    let abi = enclave_runtime::guest_abi::ABI_VERSION;
     assert_eq!(
         d["Metadata"]["BuildMetadata"]["KernelVersion"],
-        "enclave-guest-abi-1"
+        format!("enclave-guest-abi-{abi}")
     );
     assert_eq!(d["GuestAbi"]["Compatible"], true, "{}", d["GuestAbi"]);
-    assert_eq!(d["GuestAbi"]["Version"], 1);
+    assert_eq!(d["GuestAbi"]["Version"], abi);
     let files = d["Files"].as_array().expect("Files list");
     let conf = files
         .iter()
