@@ -23,6 +23,7 @@ use attestation::nsm::{BootPcrs, PcrBank};
 use attestation::pcr::{measure, Measurements, Pcr, PCR_ZERO};
 use attestation::signing::{self, SigError};
 
+use crate::error_chain::chain;
 use crate::kernel::nsm::NsmDevice;
 
 /// How long an enclave's leaf certificate is valid: documents of an enclave that runs longer
@@ -154,17 +155,6 @@ impl std::fmt::Debug for Attestation {
             .field("status", &self.status())
             .finish_non_exhaustive()
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 fn unusable_ca(ca_dir: &Path, e: &dyn std::error::Error) -> String {

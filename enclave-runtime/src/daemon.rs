@@ -204,7 +204,7 @@ pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
     match launch(request, &mut status) {
         Ok(()) => 0,
         Err(e) => {
-            let msg = error_chain(&e);
+            let msg = crate::error_chain::chain(&e);
             tracing::error!("{msg}");
             report(&mut status, &LaunchStatus::Failed(msg));
             1
@@ -445,7 +445,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
             match heartbeat_state(&heartbeat, &kernel, since, limit, Duration::ZERO) {
                 Some(Ok(())) => beat_pending = None,
                 Some(Err(e)) => {
-                    let msg = error_chain(&e);
+                    let msg = crate::error_chain::chain(&e);
                     tracing::error!("{msg}");
                     hub.write(Stream::Stderr, format!("[enclave] {msg}\n").as_bytes());
                     break stop_enclave(&stopper, &go_tx, &out_rx);
@@ -525,18 +525,6 @@ fn heartbeat_state(
         }
         None => None,
     }
-}
-
-/// `e` and its sources, joined with ": ".
-fn error_chain(e: &DaemonError) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 /// Stops the program (or a launch still held for the console) and waits for its outcome.

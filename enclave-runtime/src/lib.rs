@@ -7,6 +7,7 @@ pub mod boot;
 pub mod control;
 pub mod daemon;
 pub mod elf;
+pub mod error_chain;
 pub mod fuzzing;
 pub mod guest_abi;
 pub mod harden;

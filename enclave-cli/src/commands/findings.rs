@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+pub use enclave_runtime::error_chain::chain;
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,18 +88,6 @@ impl Findings {
         }
         out
     }
-}
-
-/// Error chain of `e` joined with ": ".
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]
