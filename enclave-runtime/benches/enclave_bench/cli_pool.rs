@@ -41,6 +41,32 @@ pub fn find_cli(target: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// Fails when the CLI `bin` runs another guest ABI than this bench built `eif` for: a CLI
+/// left over from an older build would refuse the image, or measure old code.
+fn check_same_abi(bin: &Path, eif: &Path) -> anyhow::Result<()> {
+    let out = Command::new(bin)
+        .args(["describe-eif", "--eif-path"])
+        .arg(eif)
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "{} describe-eif printed no JSON: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    if report["GuestAbi"]["Compatible"] != serde_json::Value::Bool(true) {
+        bail!(
+            "the CLI {} runs another guest ABI than this bench (its report: {}): it is older \
+             than this source; rebuild it with `cargo build --release -p enclave-cli`",
+            bin.display(),
+            report["GuestAbi"]
+        );
+    }
+    Ok(())
+}
+
 /// Why a pool cannot be carved here, if it cannot.
 pub fn pool_unsupported() -> Option<String> {
     // SAFETY: geteuid has no preconditions and touches no memory.
@@ -252,6 +278,7 @@ pub fn measure(
     std::fs::write(&eif_path, eif).context("cannot write the image")?;
     let idle_path = pool.dir().join("idle.eif");
     std::fs::write(&idle_path, idle_eif).context("cannot write the image")?;
+    check_same_abi(&bin, &eif_path)?;
     for _ in 0..warmup {
         pool.run_enclave(&eif_path)?;
         pool.run_enclave_to_heartbeat(&idle_path)?;
