@@ -318,7 +318,7 @@ impl Vcpu {
                 Exit::Crash(reason) => return VcpuEnd::Program(crash(&reason, regs.rip)),
                 Exit::Doorbell(addr, _) if addr == layout::DOORBELL_SYSCALL => {
                     if let Some(f) = kernel.fastio() {
-                        if !f.usable() {
+                        if !f.stub_cpl_known() {
                             // The stub's privilege level decides whether it may return by
                             // itself (kvm_pvm: CPL 3) or must exit (hardware KVM: CPL 0).
                             f.note_stub_cpl(sregs.cs.selector & 3);

@@ -24,7 +24,7 @@ use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::errno::Errno;
-use super::hostfd::{last_errno, HostFile};
+use super::hostfd::{last_errno, poll_fds, HostFile};
 use crate::layout::{self, fastio as fl};
 use crate::memory::GuestRam;
 
@@ -55,9 +55,9 @@ struct RingState {
 }
 
 /// One transmit ring in guest memory.
-#[derive(Debug)]
 pub struct TxRing {
     index: usize,
+    ram: Arc<GuestRam>,
     base: u64,
     size: u64,
     state: Mutex<RingState>,
@@ -75,7 +75,8 @@ pub enum Drained {
 impl TxRing {
     /// Sends what the ring holds on `sock` without blocking; the head is read from guest memory
     /// (checked) unless frozen by an unbind.
-    pub fn drain(&self, ram: &GuestRam, sock: RawFd) -> Result<Drained, Errno> {
+    pub fn drain(&self, sock: RawFd) -> Result<Drained, Errno> {
+        let ram = &*self.ram;
         let mut st = lock(&self.state);
         if let Some(e) = st.error {
             return Err(e);
@@ -102,7 +103,7 @@ impl TxRing {
                 st.error = Some(Errno::EPIPE);
                 return Err(Errno::EPIPE);
             }
-            if self.send_to(&mut st, ram, sock, head)? == Drained::Pending {
+            if self.send_to(&mut st, sock, head)? == Drained::Pending {
                 return Ok(Drained::Pending);
             }
             // The tail is stored; the fence orders it before the head is read again, against
@@ -113,13 +114,8 @@ impl TxRing {
     }
 
     /// Sends `tail..head` (wrapping) from the ring, advancing and publishing the tail.
-    fn send_to(
-        &self,
-        st: &mut RingState,
-        ram: &GuestRam,
-        sock: RawFd,
-        head: u64,
-    ) -> Result<Drained, Errno> {
+    fn send_to(&self, st: &mut RingState, sock: RawFd, head: u64) -> Result<Drained, Errno> {
+        let ram = &*self.ram;
         while st.tail != head {
             let pos = st.tail & (self.size - 1);
             let n = (head - st.tail).min(self.size - pos);
@@ -192,9 +188,10 @@ pub struct FastIo {
     ram: Arc<GuestRam>,
     register: Box<RegisterKick>,
     kick: EventFd,
-    /// The stub runs at CPL 3: the fast path may be used.
-    cpl3: AtomicBool,
-    /// The kick is registered with KVM and the gate byte written (or that failed: `false`).
+    /// The privilege level the syscall stub runs at, seen at the first system call.
+    stub_cpl: OnceLock<u16>,
+    /// The kick is registered with KVM and the gate byte written (`false`: that, or starting
+    /// the drainer, failed; no stream is bound from then on).
     gate: OnceLock<bool>,
     entries: Mutex<Vec<Entry>>,
     free: Mutex<Vec<usize>>,
@@ -232,7 +229,7 @@ impl FastIo {
             ram,
             register,
             kick,
-            cpl3: AtomicBool::new(false),
+            stub_cpl: OnceLock::new(),
             gate: OnceLock::new(),
             entries: Mutex::new(Vec::new()),
             free: Mutex::new((0..rings).rev().collect()),
@@ -241,22 +238,22 @@ impl FastIo {
         })
     }
 
-    /// Notes the privilege level the syscall stub runs at: at `cpl` 3 (kvm_pvm) it may return
-    /// by itself and the fast path can be used; at CPL 0 (hardware KVM) it never is.
+    /// Notes the privilege level the syscall stub runs at (the first call counts): at `cpl` 3
+    /// (kvm_pvm) it may return by itself and the fast path can be used; at CPL 0 (hardware
+    /// KVM) it never is.
     pub fn note_stub_cpl(&self, cpl: u16) {
-        if cpl == 3 {
-            self.cpl3.store(true, Ordering::Release);
-        }
+        let _ = self.stub_cpl.set(cpl);
     }
 
-    /// True when the stub runs at CPL 3 (and [`FastIo::note_stub_cpl`] saw it).
+    /// True once [`FastIo::note_stub_cpl`] was called.
+    pub fn stub_cpl_known(&self) -> bool {
+        self.stub_cpl.get().is_some()
+    }
+
+    /// True when streams may be bound: the stub runs at CPL 3 and neither the registration
+    /// of the kick nor the drainer failed.
     pub fn usable(&self) -> bool {
-        self.cpl3.load(Ordering::Acquire)
-    }
-
-    /// True once the gate is open: the kick is registered and the stub takes the fast path.
-    pub fn gate_open(&self) -> bool {
-        self.gate.get().copied().unwrap_or(false)
+        self.stub_cpl.get() == Some(&3) && self.gate.get() != Some(&false)
     }
 
     /// A kick that reached the VMM as an exit (the program wrote the kick address itself, or
@@ -276,7 +273,6 @@ impl FastIo {
         *self.gate.get_or_init(|| {
             if let Err(e) = (self.register)(&self.kick) {
                 tracing::debug!("no vsock fast path: KVM_IOEVENTFD failed: {e}");
-                self.cpl3.store(false, Ordering::Release);
                 return false;
             }
             if self.ram.write(fl::GATE, &[1]).is_err() {
@@ -306,6 +302,7 @@ impl FastIo {
         let base = self.rings_start + u64::try_from(index).unwrap_or(0) * fl::TX_RING_SIZE;
         let ring = Arc::new(TxRing {
             index,
+            ram: self.ram.clone(),
             base,
             size: fl::TX_RING_SIZE,
             state: Mutex::new(RingState::default()),
@@ -316,7 +313,7 @@ impl FastIo {
             lock(&self.free).push(index);
             return;
         }
-        file.set_tx_ring(Some((ring.clone(), self.ram.clone())));
+        file.set_tx_ring(Some(ring.clone()));
         entries.push(Entry {
             file: file.clone(),
             ring,
@@ -429,8 +426,12 @@ impl FastIo {
                 let Some(sock) = file.host_socket() else {
                     continue;
                 };
-                if ring.drain(&self.ram, sock) == Ok(Drained::Pending) {
-                    waiting.push(sock);
+                if ring.drain(sock) == Ok(Drained::Pending) {
+                    waiting.push(libc::pollfd {
+                        fd: sock,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    });
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -438,7 +439,7 @@ impl FastIo {
                 return;
             }
             let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
-            poll_any(&waiting, libc::POLLOUT, ms.min(DRAIN_SLICE_MS));
+            poll_fds(&mut waiting, ms.min(DRAIN_SLICE_MS));
         }
     }
 
@@ -466,8 +467,7 @@ impl FastIo {
                 // Without the thread the rings drain only when the program's own calls flush
                 // them; close the gate so no new ring is handed out.
                 tracing::warn!("cannot start the vsock transmit thread: {e}");
-                self.cpl3.store(false, Ordering::Release);
-                let _ = self.ram.write(fl::GATE, &[0]);
+                let _ = self.gate.set(false);
             }
         });
     }
@@ -488,9 +488,7 @@ impl FastIo {
                     });
                 }
             }
-            let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(1);
-            // SAFETY: `fds` is a valid array of `nfds` pollfds for the duration of the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), nfds, DRAIN_SLICE_MS) };
+            poll_fds(&mut fds, DRAIN_SLICE_MS);
             if fds[0].revents & libc::POLLIN != 0 {
                 let _ = self.kick.read();
             }
@@ -505,7 +503,7 @@ impl FastIo {
         let mut freed = Vec::new();
         entries.retain_mut(|e| {
             let result = match e.file.host_socket() {
-                Some(sock) => e.ring.drain(&self.ram, sock),
+                Some(sock) => e.ring.drain(sock),
                 None => Err(Errno::EPIPE),
             };
             e.pending = result == Ok(Drained::Pending);
@@ -531,21 +529,6 @@ impl FastIo {
         drop(entries);
         lock(&self.free).extend(freed);
     }
-}
-
-/// Polls `fds` for `events`, at most `timeout_ms`.
-fn poll_any(fds: &[RawFd], events: i16, timeout_ms: i32) {
-    let mut p: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        })
-        .collect();
-    let n = libc::nfds_t::try_from(p.len()).unwrap_or(0);
-    // SAFETY: `p` is a valid array of `n` pollfds for the duration of the call.
-    unsafe { libc::poll(p.as_mut_ptr(), n, timeout_ms) };
 }
 
 #[cfg(test)]
@@ -692,7 +675,8 @@ mod tests {
         let file = Arc::new(HostFile::new(OwnedFd::from(a), HostKind::Socket, 0, stop).unwrap());
         fio.bind(3, &file);
         wait_for(|| !fio.usable(), "the failure to be noted");
-        assert!(!fio.gate_open());
+        fio.note_stub_cpl(3);
+        assert!(!fio.usable(), "a later system call does not undo it");
         assert_eq!(ram.read_u64(fl::GATE).unwrap() & 0xff, 0);
         let (b, _peer_b) = UnixStream::pair().unwrap();
         let other = Arc::new(

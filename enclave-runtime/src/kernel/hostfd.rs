@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use super::errno::{Errno, SysResult};
 use super::fastio::{Drained, TxRing};
 use super::file::{FileOps, Stat};
-use crate::memory::GuestRam;
 
 /// Longest single wait before the stop flag is checked again.
 const WAIT_SLICE_MS: i32 = 50;
@@ -41,17 +40,27 @@ pub fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Polls host descriptors, at most `timeout_ms`; their `revents` are filled in. Returns how
+/// many are ready (0 on a time-out or an error).
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> usize {
+    let Ok(n) = libc::nfds_t::try_from(fds.len()) else {
+        return 0;
+    };
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `n` pollfds for the duration of
+    // the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+    usize::try_from(ready).unwrap_or(0)
+}
+
 /// Polls one host descriptor for `events`, at most `timeout_ms`; returns `revents`.
 pub fn poll_one(fd: RawFd, events: i16, timeout_ms: i32) -> i16 {
-    let mut p = libc::pollfd {
+    let mut p = [libc::pollfd {
         fd,
         events,
         revents: 0,
-    };
-    // SAFETY: `p` is a valid pollfd for the duration of the call; nfds is 1.
-    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if n > 0 {
-        p.revents
+    }];
+    if poll_fds(&mut p, timeout_ms) > 0 {
+        p[0].revents
     } else {
         0
     }
@@ -111,7 +120,7 @@ pub struct HostFile {
     /// See `recv_timeout`.
     pub send_timeout: std::sync::Mutex<Option<Duration>>,
     /// The vsock transmit ring the program's stub fills for this stream, if it has one.
-    tx: std::sync::Mutex<Option<(Arc<TxRing>, Arc<GuestRam>)>>,
+    tx: std::sync::Mutex<Option<Arc<TxRing>>>,
 }
 
 impl HostFile {
@@ -134,7 +143,7 @@ impl HostFile {
         })
     }
 
-    fn tx(&self) -> std::sync::MutexGuard<'_, Option<(Arc<TxRing>, Arc<GuestRam>)>> {
+    fn tx(&self) -> std::sync::MutexGuard<'_, Option<Arc<TxRing>>> {
         self.tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -142,11 +151,11 @@ impl HostFile {
 
     /// The transmit ring of this stream (vsock fast path), if any.
     pub fn tx_ring(&self) -> Option<Arc<TxRing>> {
-        self.tx().as_ref().map(|(r, _)| r.clone())
+        self.tx().clone()
     }
 
     /// Attaches or detaches the transmit ring (`kernel::fastio`).
-    pub fn set_tx_ring(&self, ring: Option<(Arc<TxRing>, Arc<GuestRam>)>) {
+    pub fn set_tx_ring(&self, ring: Option<Arc<TxRing>>) {
         *self.tx() = ring;
     }
 
@@ -158,10 +167,10 @@ impl HostFile {
     /// Sends what the program's stub left in this stream's transmit ring, without blocking:
     /// every other write, send or shutdown comes after it. `EAGAIN` while bytes remain.
     pub fn flush_tx(&self) -> Result<(), Errno> {
-        let Some((ring, ram)) = self.tx().clone() else {
+        let Some(ring) = self.tx_ring() else {
             return Ok(());
         };
-        match ring.drain(&ram, self.fd.as_raw_fd())? {
+        match ring.drain(self.fd.as_raw_fd())? {
             Drained::Empty => Ok(()),
             Drained::Pending => Err(Errno::EAGAIN),
         }
