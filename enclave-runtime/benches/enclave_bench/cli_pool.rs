@@ -41,6 +41,20 @@ pub fn find_cli(target: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// `run-enclave` of `eif` with one CPU and 64 MiB.
+fn run_args(eif: &Path) -> anyhow::Result<Vec<&str>> {
+    let eif = eif.to_str().context("image path is not UTF-8")?;
+    Ok(vec![
+        "run-enclave",
+        "--eif-path",
+        eif,
+        "--cpu-count",
+        "1",
+        "--memory",
+        "64",
+    ])
+}
+
 /// Fails when the CLI `bin` runs another guest ABI than this bench built `eif` for: a CLI
 /// left over from an older build would refuse the image, or measure old code.
 fn check_same_abi(bin: &Path, eif: &Path) -> anyhow::Result<()> {
@@ -159,21 +173,9 @@ impl CliPool {
     /// `enclave run-enclave --debug-mode --attach-console` of `eif` (1 CPU, 64 MiB); the
     /// program must exit 0. Returns the wall time of the command.
     pub fn run_enclave(&self, eif: &Path) -> anyhow::Result<Duration> {
-        let eif = eif.to_str().context("image path is not UTF-8")?;
-        self.cli(
-            &[
-                "run-enclave",
-                "--eif-path",
-                eif,
-                "--cpu-count",
-                "1",
-                "--memory",
-                "64",
-                "--debug-mode",
-                "--attach-console",
-            ],
-            "run-enclave",
-        )
+        let mut args = run_args(eif)?;
+        args.extend(["--debug-mode", "--attach-console"]);
+        self.cli(&args, "run-enclave")
     }
 }
 
@@ -182,19 +184,7 @@ impl CliPool {
     /// heartbeat was answered (the enclave is RUNNING); the enclave is then terminated
     /// (untimed). Returns the wall time of `run-enclave`.
     pub fn run_enclave_to_heartbeat(&self, eif: &Path) -> anyhow::Result<Duration> {
-        let eif = eif.to_str().context("image path is not UTF-8")?;
-        let took = self.cli(
-            &[
-                "run-enclave",
-                "--eif-path",
-                eif,
-                "--cpu-count",
-                "1",
-                "--memory",
-                "64",
-            ],
-            "run-enclave-detached",
-        )?;
+        let took = self.cli(&run_args(eif)?, "run-enclave-detached")?;
         self.cli(&["terminate-enclave", "--all"], "terminate")?;
         Ok(took)
     }
