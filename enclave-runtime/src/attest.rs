@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use attestation::ca::{Ca, LeafAttester};
+use attestation::ca::{Ca, CaFiles, LeafAttester};
 use attestation::document::{DocumentError, PayloadError};
 use attestation::eif::Eif;
 use attestation::nsm::Attester;
@@ -115,9 +115,9 @@ impl Attester for PendingAttester {
     }
 }
 
-/// Issues a leaf from a loaded CA and hands it to the enclave's [`PendingAttester`].
+/// Issues a leaf from the CA's files and hands it to the enclave's [`PendingAttester`].
 pub struct LeafIssuer {
-    ca: Ca,
+    ca: CaFiles,
     enclave_id: String,
     module_id: String,
     debug: bool,
@@ -125,10 +125,15 @@ pub struct LeafIssuer {
 }
 
 impl LeafIssuer {
-    /// Issues the leaf (a P-384 key and its certificate, ~2 ms): the enclave can attest from
-    /// then on. A failure is logged; the enclave's Attestation requests then fail.
+    /// Decodes the CA's key and issues the leaf (a P-384 key and its certificate; together
+    /// ~2 ms): the enclave can attest from then on. A failure is logged; the enclave's
+    /// Attestation requests then fail.
     pub fn issue(self) {
-        match self.ca.issue_leaf(&self.enclave_id, LEAF_LIFETIME) {
+        let leaf = self
+            .ca
+            .load()
+            .and_then(|ca| ca.issue_leaf(&self.enclave_id, LEAF_LIFETIME));
+        match leaf {
             Ok(leaf) => {
                 let _ = self
                     .tx
@@ -183,13 +188,14 @@ impl Attestation {
         }
     }
 
-    /// Loads the CA from `ca_dir` and returns the identity at once, with the leaf issued later
-    /// by the returned [`LeafIssuer`] (on a thread of the caller's choice; the first
-    /// Attestation request waits for it). Without a usable CA: an identity that cannot sign
-    /// (and says why), and no issuer.
+    /// Reads the CA's files from `ca_dir` and returns the identity at once, with the CA's key
+    /// decoded and the leaf issued later by the returned [`LeafIssuer`] (on a thread of the
+    /// caller's choice; the first Attestation request waits for it). Without usable CA files:
+    /// an identity that cannot sign (and says why), and no issuer. A key file that reads but
+    /// does not decode fails the leaf, and so the enclave's Attestation requests.
     pub fn deferred(enclave_id: &str, debug: bool, ca_dir: &Path) -> (Self, Option<LeafIssuer>) {
         let module_id = module_id(enclave_id);
-        match Ca::load(ca_dir) {
+        match CaFiles::read(ca_dir) {
             Ok(ca) => {
                 let (tx, rx) = mpsc::channel();
                 let pending = PendingAttester {
@@ -369,6 +375,27 @@ mod tests {
         let (b, issuer) = Attestation::deferred("enc-00000000000000de", false, &dir);
         drop(issuer);
         assert!(b.attester.unwrap().attest(&pcrs, None, None, None).is_err());
+
+        // A key file that reads as a PEM private key but does not decode: the identity is
+        // made (the key is decoded with the leaf, after the launch), the leaf fails, and so
+        // does the request, without hanging.
+        let key = dir.join(attestation::ca::INTERMEDIATE_KEY);
+        let garbage = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&key, garbage).unwrap();
+        let (c, issuer) = Attestation::deferred("enc-00000000000000df", false, &dir);
+        assert!(c.available(), "{}", c.status());
+        issuer.expect("the files read").issue();
+        assert!(c.attester.unwrap().attest(&pcrs, None, None, None).is_err());
+
+        // A key file that is no private key at all: unavailable at once, naming the file.
+        std::fs::write(
+            &key,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let (d, issuer) = Attestation::deferred("enc-00000000000000e0", false, &dir);
+        assert!(issuer.is_none());
+        assert!(d.status().contains("intermediate.key"), "{}", d.status());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -382,6 +382,7 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     // The vCPU thread: pinned to the claim's CPUs, it starts the program once released.
     let stopper = enclave.stopper();
     let kernel = enclave.kernel_handle();
+    let vm_handles = enclave.vm_handles();
     let (go_tx, go_rx) = mpsc::channel::<bool>();
     let (out_tx, out_rx) = mpsc::channel::<Outcome>();
     let ended_tx = tx.clone();
@@ -464,6 +465,9 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     drop(kernel);
     res.release_claim();
     shared.finish(outcome.clone());
+    // The VM itself goes after the end was announced: destroying it holds no pool resource
+    // and costs the host kernel ~0.6 ms on kvm_pvm.
+    drop(vm_handles);
     if let Some(mut i) = shared.info() {
         i.outcome = Some(outcome);
         write_state(&run_dir, &i);

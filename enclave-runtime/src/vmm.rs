@@ -18,7 +18,7 @@ use crate::layout;
 use crate::memory::{Backing, GuestRam, MemoryError};
 use crate::program::{self, ProgramError, ProgramImage, INIT_PATH};
 use crate::stack::{self, StackError};
-use crate::threads::{Stopper, Threads};
+use crate::threads::{Stopper, Threads, VmHandles};
 use crate::vcpu::{Outcome, Vcpu, VcpuError};
 
 /// Longest the end of a program waits for its transmit rings to reach the parent.
@@ -248,7 +248,8 @@ fn build(
     };
     // SAFETY: the region describes `ram`'s mapping. The VM is only used through the enclave's
     // `Threads`, which hold an Arc of `ram` as long as they hold the VM, so the mapping outlives
-    // every guest entry; KVM tolerates the mapping going away after the last vCPU stopped.
+    // every guest entry; KVM tolerates the mapping going away after the last vCPU stopped
+    // (`VmHandles`, which may keep the VM longer, cannot run a vCPU).
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|e| VmmError::VmIoctl("KVM_SET_USER_MEMORY_REGION", e))?;
     let vcpu = Vcpu::new(&kvm, &vm, 0, program.start(), st.sp)?;
@@ -354,6 +355,11 @@ impl Enclave {
     /// A handle to end the program from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper(self.threads.clone())
+    }
+
+    /// The VM's handles, for a launcher that destroys the VM after announcing the end.
+    pub fn vm_handles(&self) -> VmHandles {
+        self.threads.vm_handles()
     }
 
     /// Guest memory (for footprint reports).

@@ -116,17 +116,50 @@ pub fn key_from_pem(pem: &str) -> Option<SigningKey> {
 
 /// Reads a private key file, refusing one readable by group or others.
 pub fn read_private_key(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let meta = std::fs::metadata(path).map_err(io("read", path))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyFileError::Permissions {
+    KeyFile::read(path)?.decode()
+}
+
+/// PEM labels of the private keys [`key_from_pem`] accepts.
+const KEY_PEM_LABELS: [&str; 2] = [
+    "-----BEGIN PRIVATE KEY-----",
+    "-----BEGIN EC PRIVATE KEY-----",
+];
+
+/// A private key file read and checked (permissions, size, PEM label) but not decoded yet:
+/// decoding checks the stored public key and derives the signing key's own, two P-384 scalar
+/// multiplications that a caller may want to make elsewhere (see [`KeyFile::decode`]).
+pub struct KeyFile {
+    path: PathBuf,
+    pem: String,
+}
+
+impl KeyFile {
+    /// Reads `path`, refusing a file readable by group or others, larger than a key file can
+    /// be, or without a private-key PEM block.
+    pub fn read(path: &Path) -> Result<Self, KeyFileError> {
+        let meta = std::fs::metadata(path).map_err(io("read", path))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let bytes = read_bounded(path)?;
+        let pem = String::from_utf8(bytes).map_err(|_| KeyFileError::BadKey(path.to_path_buf()))?;
+        if !KEY_PEM_LABELS.iter().any(|label| pem.contains(label)) {
+            return Err(KeyFileError::BadKey(path.to_path_buf()));
+        }
+        Ok(Self {
             path: path.to_path_buf(),
-            mode,
-        });
+            pem,
+        })
     }
-    let bytes = read_bounded(path)?;
-    let text = String::from_utf8(bytes).map_err(|_| KeyFileError::BadKey(path.to_path_buf()))?;
-    key_from_pem(&text).ok_or_else(|| KeyFileError::BadKey(path.to_path_buf()))
+
+    /// The P-384 signing key (PKCS#8 or SEC1).
+    pub fn decode(self) -> Result<SigningKey, KeyFileError> {
+        key_from_pem(&self.pem).ok_or(KeyFileError::BadKey(self.path))
+    }
 }
 
 /// PEM of a certificate.

@@ -181,16 +181,7 @@ impl Ca {
 
     /// Loads the CA from `dir` (the root key is not needed).
     pub fn load(dir: &Path) -> Result<Self, CaError> {
-        let (_, root_der) = keys::read_certificate(&dir.join(ROOT_CERT))?;
-        let (intermediate, intermediate_der) =
-            keys::read_certificate(&dir.join(INTERMEDIATE_CERT))?;
-        let intermediate_key = keys::read_private_key(&dir.join(INTERMEDIATE_KEY))?;
-        Ok(Self {
-            root_der,
-            intermediate,
-            intermediate_der,
-            intermediate_key,
-        })
+        CaFiles::read(dir)?.load()
     }
 
     /// The root certificate, DER: what verifiers pin.
@@ -240,6 +231,43 @@ impl Ca {
             key,
             certificate: keys::cert_to_der(&cert)?,
             cabundle: self.cabundle(),
+        })
+    }
+}
+
+/// The CA's files read and checked, with the intermediate key not decoded yet. Reading is
+/// cheap and says whether the directory holds a usable CA; [`CaFiles::load`] then makes the
+/// P-384 arithmetic of decoding the key (about a millisecond) where the caller likes: the VMM
+/// reads the files during the launch and loads the key after it.
+pub struct CaFiles {
+    root_der: Vec<u8>,
+    intermediate: Certificate,
+    intermediate_der: Vec<u8>,
+    intermediate_key: keys::KeyFile,
+}
+
+impl CaFiles {
+    /// Reads the root and intermediate certificates and the intermediate key file from `dir`.
+    pub fn read(dir: &Path) -> Result<Self, CaError> {
+        let (_, root_der) = keys::read_certificate(&dir.join(ROOT_CERT))?;
+        let (intermediate, intermediate_der) =
+            keys::read_certificate(&dir.join(INTERMEDIATE_CERT))?;
+        let intermediate_key = keys::KeyFile::read(&dir.join(INTERMEDIATE_KEY))?;
+        Ok(Self {
+            root_der,
+            intermediate,
+            intermediate_der,
+            intermediate_key,
+        })
+    }
+
+    /// Decodes the intermediate key: the CA, ready to issue leaves.
+    pub fn load(self) -> Result<Ca, CaError> {
+        Ok(Ca {
+            root_der: self.root_der,
+            intermediate: self.intermediate,
+            intermediate_der: self.intermediate_der,
+            intermediate_key: self.intermediate_key.decode()?,
         })
     }
 }
