@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -19,7 +20,6 @@ use crate::control::client::CONTROL_SOCKET;
 use crate::control::console::ConsoleHub;
 use crate::control::protocol::{EnclaveInfo, LaunchRequest, LaunchStatus};
 use crate::control::server::{self, Event, Shared};
-use crate::kernel::console::{ConsoleSink, Stream};
 use crate::kernel::heartbeat::Heartbeat;
 use crate::kernel::vsock::VsockHub;
 use crate::memory::Backing;
@@ -39,8 +39,6 @@ const CGROUP_MOVE_DELAY: Duration = Duration::from_millis(50);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hidden override of [`HEARTBEAT_TIMEOUT`] in milliseconds, for tests of the timeout path.
 const HEARTBEAT_TIMEOUT_ENV: &str = "ENCLAVE_HEARTBEAT_TIMEOUT_MS";
-/// How long a launch held for `--attach-console` waits for the console client.
-const CONSOLE_HOLD: Duration = Duration::from_secs(10);
 
 /// Why a launch failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +140,7 @@ fn write_state(dir: &Path, info: &EnclaveInfo) {
     }
 }
 
+/// Writes one line to the launcher's status pipe (if it is still there).
 fn report(status: &mut Option<std::fs::File>, s: &LaunchStatus) {
     if let Some(f) = status.as_mut() {
         if let Ok(mut line) = serde_json::to_vec(s) {
@@ -149,7 +148,6 @@ fn report(status: &mut Option<std::fs::File>, s: &LaunchStatus) {
             let _ = f.write_all(&line);
         }
     }
-    *status = None;
 }
 
 /// Everything that must be undone when the VMM ends.
@@ -189,11 +187,13 @@ impl Drop for Resources {
 /// Entry of the `__vmm` process. Returns the process exit code.
 ///
 /// # Safety-relevant
-/// `status_fd` must be a pipe inherited from the launcher (or -1 for none); it is taken over.
+/// `status_fd` must be a pipe inherited from the launcher (or -1 for none), and
+/// `request.console_fd` a socket inherited from it; both are taken over.
 pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
+    let console_fd = request.console_fd.filter(|&fd| fd >= 0);
     // Before anything is opened: drop whatever the launcher's parent leaked into us, and keep
     // memory out of core dumps and /proc/<pid>/mem of processes without CAP_SYS_PTRACE.
-    crate::harden::close_inherited_fds((status_fd >= 0).then_some(status_fd));
+    crate::harden::close_inherited_fds(&[status_fd, console_fd.unwrap_or(-1)]);
     crate::harden::set_not_dumpable();
     let mut status = (status_fd >= 0).then(|| {
         // SAFETY: the launcher passes a pipe write end it created for this process and does not
@@ -201,7 +201,12 @@ pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
         let fd = unsafe { OwnedFd::from_raw_fd(status_fd) };
         std::fs::File::from(fd)
     });
-    match launch(request, &mut status) {
+    let console = console_fd.map(|fd| {
+        // SAFETY: as for the status pipe: a socket the launcher made for this process only,
+        // kept open by `close_inherited_fds`; we become its only owner.
+        UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    });
+    match launch(request, &mut status, console) {
         Ok(()) => 0,
         Err(e) => {
             let msg = crate::error_chain::chain(&e);
@@ -212,7 +217,11 @@ pub fn run_vmm(request: &LaunchRequest, status_fd: i32) -> i32 {
     }
 }
 
-fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(), DaemonError> {
+fn launch(
+    req: &LaunchRequest,
+    status: &mut Option<std::fs::File>,
+    console: Option<UnixStream>,
+) -> Result<(), DaemonError> {
     pool::validate_enclave_id(&req.enclave_id)?;
     let paths = PoolPaths::from_env();
     let run_dir = paths.run_dir(&req.enclave_id);
@@ -299,6 +308,12 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     let cid = pick_cid(&paths.run_root, &req.enclave_id, req.cid)?;
 
     let hub = Arc::new(ConsoleHub::default());
+    // The launcher's console stream (`run-enclave --attach-console`) is attached before the
+    // program can write, so nothing is missed; the launcher hears of the end on the status pipe.
+    let streams_to_launcher = console.is_some();
+    if let Some(c) = console.filter(|_| req.debug) {
+        hub.attach(c);
+    }
     let heartbeat = Arc::new(Heartbeat::new());
     let vsock = Arc::new(
         VsockHub::new(
@@ -404,30 +419,21 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     // Every other thread is up and locked down: now the main thread (teardown only from here).
     seccomp::enter(ThreadKind::Daemon);
     let started = Instant::now();
-    let limit = heartbeat_timeout();
-    let mut released = !req.hold_for_console;
-    if released {
-        let _ = go_tx.send(true);
-        // RUNNING means the program is up: its heartbeat was answered (or it already ended).
-        if let Err(e) = wait_for_heartbeat(&heartbeat, &kernel, started, limit) {
-            let _ = stop_enclave(&stopper, &go_tx, &out_rx);
-            return Err(e);
-        }
+    let _ = go_tx.send(true);
+    // RUNNING means the program is up: its heartbeat was answered (or it already ended).
+    if let Err(e) = wait_for_heartbeat(&heartbeat, &kernel, started, heartbeat_timeout()) {
+        let _ = stop_enclave(&stopper, &go_tx, &out_rx);
+        return Err(e);
     }
     report(status, &LaunchStatus::Ready(Box::new(info)));
-    // Held for the console: the launch was reported already, so a missing heartbeat after the
-    // release is told on the console, which the user is watching.
-    let mut beat_pending = (!released).then_some(started);
+    if !streams_to_launcher {
+        *status = None;
+    }
     // Whether the end was asked for (terminate request, SIGTERM): then no record is kept.
     let mut requested = false;
     let outcome = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Event::Ended(o)) => break o,
-            Ok(Event::ConsoleAttached) if !released => {
-                released = true;
-                beat_pending = Some(Instant::now());
-                let _ = go_tx.send(true);
-            }
             Ok(Event::Terminate) => {
                 requested = true;
                 break stop_enclave(&stopper, &go_tx, &out_rx);
@@ -437,22 +443,6 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
         if TERM.load(Ordering::Acquire) {
             requested = true;
             break stop_enclave(&stopper, &go_tx, &out_rx);
-        }
-        if !released && started.elapsed() > CONSOLE_HOLD {
-            tracing::warn!("no console client attached in time; terminating");
-            break stop_enclave(&stopper, &go_tx, &out_rx);
-        }
-        if let Some(since) = beat_pending.filter(|_| released) {
-            match heartbeat_state(&heartbeat, &kernel, since, limit, Duration::ZERO) {
-                Some(Ok(())) => beat_pending = None,
-                Some(Err(e)) => {
-                    let msg = crate::error_chain::chain(&e);
-                    tracing::error!("{msg}");
-                    hub.write(Stream::Stderr, format!("[enclave] {msg}\n").as_bytes());
-                    break stop_enclave(&stopper, &go_tx, &out_rx);
-                }
-                None => {}
-            }
         }
     };
     tracing::info!(?outcome, "enclave ended");
@@ -465,6 +455,9 @@ fn launch(req: &LaunchRequest, status: &mut Option<std::fs::File>) -> Result<(),
     drop(kernel);
     res.release_claim();
     shared.finish(outcome.clone());
+    // The launcher's console stream just ended; the outcome follows it on the status pipe.
+    report(status, &LaunchStatus::Ended(outcome.clone()));
+    *status = None;
     // The VM itself goes after the end was announced: destroying it holds no pool resource
     // and costs the host kernel ~0.6 ms on kvm_pvm.
     drop(vm_handles);
@@ -492,8 +485,8 @@ fn heartbeat_timeout() -> Duration {
         .map_or(HEARTBEAT_TIMEOUT, Duration::from_millis)
 }
 
-/// Waits until the program's heartbeat was answered (or the program already ended), `limit`
-/// after `since` at most.
+/// Waits for the enclave's heartbeat: `Ok` once answered (or once the program ended before it
+/// made one); past `limit` after `since`, says whether it never went out or went unanswered.
 fn wait_for_heartbeat(
     hb: &Heartbeat,
     kernel: &crate::kernel::Kernel,
@@ -501,37 +494,23 @@ fn wait_for_heartbeat(
     limit: Duration,
 ) -> Result<(), DaemonError> {
     loop {
-        if let Some(r) = heartbeat_state(hb, kernel, since, limit, Duration::from_millis(5)) {
-            return r;
+        let left = limit.saturating_sub(since.elapsed());
+        match hb.wait(left.min(Duration::from_millis(5))) {
+            Some(r) => return r.map_err(DaemonError::from),
+            None if kernel.stopping() => return Ok(()),
+            None if since.elapsed() >= limit => {
+                return Err(if kernel.calls.load(Ordering::Acquire) == 0 {
+                    DaemonError::NoHeartbeat(limit)
+                } else {
+                    DaemonError::Unanswered(limit)
+                })
+            }
+            None => {}
         }
     }
 }
 
-/// Where the heartbeat stands after waiting up to `wait` for it: `None` while it may still
-/// come; past `limit` after `since`, says whether it never went out or went unanswered.
-fn heartbeat_state(
-    hb: &Heartbeat,
-    kernel: &crate::kernel::Kernel,
-    since: Instant,
-    limit: Duration,
-    wait: Duration,
-) -> Option<Result<(), DaemonError>> {
-    let left = limit.saturating_sub(since.elapsed());
-    match hb.wait(left.min(wait)) {
-        Some(r) => Some(r.map_err(DaemonError::from)),
-        None if kernel.stopping() => Some(Ok(())),
-        None if since.elapsed() >= limit => {
-            Some(Err(if kernel.calls.load(Ordering::Acquire) == 0 {
-                DaemonError::NoHeartbeat(limit)
-            } else {
-                DaemonError::Unanswered(limit)
-            }))
-        }
-        None => None,
-    }
-}
-
-/// Stops the program (or a launch still held for the console) and waits for its outcome.
+/// Stops the program (or a vCPU thread not started yet) and waits for its outcome.
 fn stop_enclave(
     stopper: &Stopper,
     go: &mpsc::Sender<bool>,

@@ -78,16 +78,11 @@ pub fn is_dumpable() -> bool {
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
 }
 
-/// Closes every descriptor from 3 up except `keep` (the status pipe): whatever the launcher's
-/// own parent leaked into it. Must run before this process opens anything itself.
-pub fn close_inherited_fds(keep: Option<i32>) {
-    let keep = keep.and_then(|k| u32::try_from(k).ok()).filter(|&k| k >= 3);
-    let ranges: Vec<(u32, u32)> = match keep {
-        Some(k) if k > 3 => vec![(3, k - 1), (k + 1, u32::MAX)],
-        Some(k) => vec![(k + 1, u32::MAX)],
-        None => vec![(3, u32::MAX)],
-    };
-    for (first, last) in ranges {
+/// Closes every descriptor from 3 up except `keep` (the status pipe, the launcher's console
+/// stream): whatever the launcher's own parent leaked into it. Must run before this process
+/// opens anything itself.
+pub fn close_inherited_fds(keep: &[i32]) {
+    for (first, last) in ranges_to_close(keep) {
         // SAFETY: close_range only closes descriptors; at VMM start none of them is owned by
         // Rust code of this process (the caller runs before anything is opened).
         let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
@@ -97,9 +92,44 @@ pub fn close_inherited_fds(keep: Option<i32>) {
     }
 }
 
+/// The inclusive descriptor ranges from 3 up that leave out every descriptor in `keep`
+/// (negative ones and 0..=2 are never closed anyway).
+fn ranges_to_close(keep: &[i32]) -> Vec<(u32, u32)> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&k| u32::try_from(k).ok())
+        .filter(|&k| k >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    let mut first = 3u32;
+    for k in keep {
+        if k > first {
+            ranges.push((first, k - 1));
+        }
+        first = k + 1;
+    }
+    ranges.push((first, u32::MAX));
+    ranges
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherited_descriptors_are_closed_around_the_kept_ones() {
+        let all = u32::MAX;
+        assert_eq!(ranges_to_close(&[]), vec![(3, all)]);
+        assert_eq!(ranges_to_close(&[-1, 1]), vec![(3, all)]);
+        assert_eq!(ranges_to_close(&[3]), vec![(4, all)]);
+        assert_eq!(ranges_to_close(&[5]), vec![(3, 4), (6, all)]);
+        assert_eq!(
+            ranges_to_close(&[9, 5, 6, 5]),
+            vec![(3, 4), (7, 8), (10, all)]
+        );
+    }
 
     #[test]
     fn capabilities_drop_in_a_thread_only() {

@@ -37,7 +37,7 @@ impl Vmm {
             "cid": null,
             "name": "heartbeat",
             "debug": true,
-            "hold_for_console": false,
+            "console_fd": null,
         });
         let mut fds = [0i32; 2];
         // SAFETY: `fds` is a valid array of two ints for pipe to fill.

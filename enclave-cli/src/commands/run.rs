@@ -4,11 +4,11 @@
 //! hidden `__vmm` entry that the VMM process runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use enclave_runtime::control::client::Control;
 use enclave_runtime::control::protocol::{LaunchRequest, LaunchStatus};
 use enclave_runtime::daemon;
 use enclave_runtime::heartbeat_host::BoundHeartbeat;
@@ -71,7 +71,7 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "enclave".into())
     });
-    let request = LaunchRequest {
+    let mut request = LaunchRequest {
         enclave_id: enclave_id.clone(),
         eif_path,
         cpus,
@@ -79,7 +79,7 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
         cid: a.enclave_cid,
         name,
         debug: a.debug_mode,
-        hold_for_console: a.attach_console,
+        console_fd: None,
     };
     let run_dir = paths.run_dir(&enclave_id);
     std::fs::create_dir_all(&run_dir)
@@ -97,8 +97,18 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
         )
     })?;
     let (read_end, write_end) = status_pipe()?;
+    // `--attach-console`: the VMM gets one end of a socket pair as its first console client,
+    // attached before the program starts; the outcome then follows on the status pipe.
+    let console = if a.attach_console {
+        let (ours, theirs) = UnixStream::pair().context("cannot create the console stream")?;
+        request.console_fd = Some(theirs.as_raw_fd());
+        Some((ours, theirs))
+    } else {
+        None
+    };
     let started = super::vmm_process::start(&request, log, &write_end);
     drop(write_end);
+    let console = console.map(|(ours, _theirs)| ours);
     let _heartbeat = heartbeat.start(LAUNCH_TIMEOUT);
     let mut child = match started {
         Ok(c) => c,
@@ -107,12 +117,13 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let status = read_status(read_end).inspect_err(|_| {
+    let mut status = StatusPipe::new(read_end);
+    let first = status.next(LAUNCH_TIMEOUT).inspect_err(|_| {
         child.kill();
     });
     // The VMM is a session leader of its own now; reap it in the background if it exits early.
     child.reap_in_background();
-    let status = match status {
+    let first = match first {
         Ok(s) => s,
         Err(e) => {
             // The VMM died (or was killed) before reporting: nothing else will remove the run
@@ -122,8 +133,11 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let info = match status {
+    let info = match first {
         LaunchStatus::Ready(info) => info,
+        LaunchStatus::Ended(_) => {
+            bail!("the VMM reported an end before the launch; see vmm.log in the run directory")
+        }
         LaunchStatus::Failed(msg) => {
             let _ = std::fs::remove_dir_all(&run_dir);
             bail!(
@@ -133,20 +147,19 @@ pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
             );
         }
     };
-    let control = Control::new(&run_dir);
-    if !a.attach_console {
+    let Some(mut console) = console else {
         output::print_json(&info)?;
         return Ok(0);
-    }
-    let waiter = control.waiter().context("cannot wait for the enclave")?;
-    let mut console = control.console().context("cannot attach to the console")?;
+    };
     eprintln!("{}", serde_json::to_string_pretty(&info)?);
     let mut out = std::io::stdout().lock();
     let _ = crate::stream::pump(&mut console, &mut out);
     let _ = out.flush();
-    let outcome = waiter
-        .wait()
-        .context("the enclave ended without reporting")?;
+    let outcome = match status.next(Duration::MAX) {
+        Ok(LaunchStatus::Ended(outcome)) => outcome,
+        Ok(other) => bail!("the VMM reported {other:?} instead of the enclave's end"),
+        Err(e) => return Err(e.context("the enclave ended without reporting its outcome")),
+    };
     report_outcome(&outcome);
     Ok(exit_code(&outcome))
 }
@@ -161,21 +174,43 @@ pub fn report_outcome(o: &Outcome) {
     }
 }
 
-fn read_status(read_end: OwnedFd) -> anyhow::Result<LaunchStatus> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let r = BufReader::new(std::fs::File::from(read_end)).read_line(&mut line);
-        let _ = tx.send(r.map(|_| line));
-    });
-    let line = rx
-        .recv_timeout(LAUNCH_TIMEOUT)
-        .map_err(|_| anyhow::anyhow!("the VMM did not report within {LAUNCH_TIMEOUT:?}; see vmm.log in the run directory"))?
-        .context("cannot read the VMM's status")?;
-    if line.trim().is_empty() {
-        bail!("the VMM process ended before reporting; see its log in the run directory (ENCLAVE_RUN_ROOT)");
+/// The launcher's end of the status pipe: the VMM's lines, read on a thread so that waiting
+/// for one can time out.
+struct StatusPipe {
+    lines: std::sync::mpsc::Receiver<std::io::Result<String>>,
+}
+
+impl StatusPipe {
+    fn new(read_end: OwnedFd) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(std::fs::File::from(read_end));
+            loop {
+                let mut line = String::new();
+                let r = reader.read_line(&mut line);
+                let end = !matches!(r, Ok(n) if n > 0);
+                if tx.send(r.map(|_| line)).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Self { lines: rx }
     }
-    serde_json::from_str(line.trim()).context("the VMM reported something unreadable")
+
+    /// The next report, waiting up to `limit`.
+    fn next(&mut self, limit: Duration) -> anyhow::Result<LaunchStatus> {
+        let line = match self.lines.recv_timeout(limit) {
+            Ok(line) => line.context("cannot read the VMM's status")?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bail!("the VMM did not report within {limit:?}; see vmm.log in the run directory")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => String::new(),
+        };
+        if line.trim().is_empty() {
+            bail!("the VMM process ended before reporting; see its log in the run directory (ENCLAVE_RUN_ROOT)");
+        }
+        serde_json::from_str(line.trim()).context("the VMM reported something unreadable")
+    }
 }
 
 /// The hidden `__vmm` command.

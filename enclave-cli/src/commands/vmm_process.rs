@@ -1,7 +1,8 @@
 //! Starting the VMM process of `run-enclave`. While the CLI is still single-threaded it forks
 //! and the child becomes the VMM at once (no exec: saves the exec, dynamic linking and
 //! runtime start-up of a second process, about a millisecond of every launch); otherwise it
-//! spawns `enclave __vmm --request JSON --status-fd N`. Either way the VMM is a session leader
+//! spawns `enclave __vmm --request JSON --status-fd N` (the request names the console stream
+//! of `--attach-console`, which the child inherits too). Either way the VMM is a session leader
 //! of its own with stdin on /dev/null and stdout/stderr in the run directory's `vmm.log`.
 
 use std::fs::File;
@@ -105,6 +106,7 @@ fn spawn_vmm(
     status_write: &OwnedFd,
 ) -> anyhow::Result<VmmChild> {
     let child_fd = status_write.as_raw_fd();
+    let console_fd = request.console_fd;
     let exe = std::env::current_exe().context("cannot find the enclave executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("__vmm")
@@ -116,12 +118,15 @@ fn spawn_vmm(
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe calls (setsid, fcntl) on a descriptor that exists in the child.
+    // async-signal-safe calls (setsid, fcntl) on descriptors that exist in the child (the
+    // status pipe and console stream the caller keeps open until the spawn returned).
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
-            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            for fd in std::iter::once(child_fd).chain(console_fd) {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

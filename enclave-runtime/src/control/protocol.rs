@@ -93,11 +93,15 @@ pub struct LaunchRequest {
     pub name: String,
     /// Debug mode.
     pub debug: bool,
-    /// Do not start the program until a console client attaches (run-enclave --attach-console).
-    pub hold_for_console: bool,
+    /// A console stream the launcher passed to the VMM process (`run-enclave
+    /// --attach-console`, debug mode): attached before the program starts, so no output is
+    /// missed; the VMM then keeps the status pipe open and reports the outcome on it as well.
+    #[serde(default)]
+    pub console_fd: Option<i32>,
 }
 
-/// The VMM's one-line report to its launcher on the status pipe.
+/// The VMM's report to its launcher on the status pipe: one line, and a second one with the
+/// outcome when the launcher passed a console stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LaunchStatus {
@@ -105,6 +109,8 @@ pub enum LaunchStatus {
     Ready(Box<EnclaveInfo>),
     /// Launch failed; the message carries the whole error chain.
     Failed(String),
+    /// The program ended (only after `Ready`, to a launcher that passed a console stream).
+    Ended(crate::vcpu::Outcome),
 }
 
 /// Response to a request other than `describe`.

@@ -24,8 +24,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Event {
     /// Someone asked to terminate the enclave.
     Terminate,
-    /// A console client attached (releases a held launch).
-    ConsoleAttached,
     /// The program ended.
     Ended(Outcome),
 }
@@ -206,7 +204,6 @@ fn handle(conn: UnixStream, shared: &Shared) {
             }
             if reply(&mut conn, &Reply::Ok) {
                 shared.console.attach(conn);
-                shared.send(Event::ConsoleAttached);
             }
         }
     }
