@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kernel::vsock::VsockHub;
+use crate::pool::HostCpus;
 
 /// Name of the hybrid vsock socket in a run directory.
 pub const VSOCK_SOCKET: &str = "vsock.sock";
@@ -76,8 +77,9 @@ fn handshake(mut s: UnixStream, hub: &VsockHub, next_port: &AtomicU32) {
     }
 }
 
-/// Serves the hybrid vsock socket at `dir/vsock.sock` for `hub` on a background thread.
-pub fn serve(dir: &Path, hub: Arc<VsockHub>) -> std::io::Result<()> {
+/// Serves the hybrid vsock socket at `dir/vsock.sock` for `hub` on a background thread that
+/// runs on `host_cpus`.
+pub fn serve(dir: &Path, hub: Arc<VsockHub>, host_cpus: HostCpus) -> std::io::Result<()> {
     let path = dir.join(VSOCK_SOCKET);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -87,6 +89,7 @@ pub fn serve(dir: &Path, hub: Arc<VsockHub>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("vsock-host".into())
         .spawn(move || {
+            host_cpus.enter();
             crate::seccomp::enter(crate::seccomp::ThreadKind::Vsock);
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
@@ -164,7 +167,7 @@ mod tests {
 
         let dir = temp_dir("backlog");
         let hub = Arc::new(VsockHub::new(16, vec![]));
-        serve(&dir, hub.clone()).expect("serve");
+        serve(&dir, hub.clone(), HostCpus::default()).expect("serve");
         let listener = VsockSocket::new(hub, 0, Arc::new(AtomicBool::new(false)));
         listener
             .bind(VsockAddr {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::console::ConsoleHub;
 use super::protocol::{EnclaveInfo, Reply, Request};
+use crate::pool::HostCpus;
 use crate::vcpu::Outcome;
 
 /// Concurrent control connections served.
@@ -105,13 +106,15 @@ impl Shared {
 }
 
 /// Binds the control socket at `path` (mode 0600) and serves it on a background thread.
-pub fn serve(path: &Path, shared: Arc<Shared>) -> std::io::Result<()> {
+/// The server's threads run on `host_cpus`.
+pub fn serve(path: &Path, shared: Arc<Shared>, host_cpus: HostCpus) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
+            host_cpus.enter();
             crate::seccomp::enter(crate::seccomp::ThreadKind::Control);
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };

@@ -436,35 +436,127 @@ fn set_affinity(tid: i32, set: &libc::cpu_set_t) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Pins thread `tid` (0: the calling thread) to the CPUs it may run on that the claim does
-/// not hold (`claimed`): set-up work beside the launch (issuing the attestation leaf) then runs on the
-/// parent's CPUs instead of competing with the thread that builds the enclave. Leaves the
-/// affinity alone if `claimed` holds every allowed CPU.
-pub fn pin_outside(tid: i32, claimed: &CpuList) -> Result<()> {
-    let affinity_err = |source| PoolError::Affinity {
-        tid,
-        cpus: claimed.clone(),
-        source,
-    };
-    // SAFETY: cpu_set_t is a plain bit array for which all-zero is the valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: `set` is a live, exclusively borrowed cpu_set_t of exactly `size` bytes, which
-    // the kernel fills.
-    if unsafe { libc::sched_getaffinity(tid, size, &mut set) } != 0 {
-        return Err(affinity_err(std::io::Error::last_os_error()));
+/// The CPUs a VMM's host-side threads run on (the measuring thread, the control and vsock
+/// servers, the vCPU thread while it installs its seccomp filter): those the VMM could run on
+/// before it pinned itself into its claim, without the claim's. Their set-up work then runs
+/// beside the thread that builds the enclave instead of taking turns with it, and their
+/// service never takes the enclave's CPUs.
+/// The default leaves every thread's affinity alone.
+#[derive(Clone, Copy, Default)]
+pub struct HostCpus {
+    /// `None` when the claim holds every CPU the VMM may use: threads keep their affinity.
+    set: Option<libc::cpu_set_t>,
+}
+
+impl std::fmt::Debug for HostCpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SAFETY: CPU_COUNT only reads the initialised set.
+        let count = self.set.map(|s| unsafe { libc::CPU_COUNT(&s) });
+        f.debug_struct("HostCpus").field("cpus", &count).finish()
     }
-    let capacity = size.saturating_mul(8);
-    for cpu in claimed.iter() {
-        let cpu = usize::try_from(cpu).unwrap_or(usize::MAX);
-        if cpu < capacity {
-            // SAFETY: `cpu` < the bit capacity of `set`, so CPU_CLR writes inside `set`.
-            unsafe { libc::CPU_CLR(cpu, &mut set) };
+}
+
+impl HostCpus {
+    /// The calling thread's CPUs without `claimed` (call it before pinning into the claim).
+    pub fn outside(claimed: &CpuList) -> Result<Self> {
+        let affinity_err = |source| PoolError::Affinity {
+            tid: 0,
+            cpus: claimed.clone(),
+            source,
+        };
+        // SAFETY: cpu_set_t is a plain bit array for which all-zero is the valid empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `set` is a live, exclusively borrowed cpu_set_t of exactly `size` bytes,
+        // which the kernel fills.
+        if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+            return Err(affinity_err(std::io::Error::last_os_error()));
+        }
+        let capacity = size.saturating_mul(8);
+        for cpu in claimed.iter() {
+            let cpu = usize::try_from(cpu).unwrap_or(usize::MAX);
+            if cpu < capacity {
+                // SAFETY: `cpu` < the bit capacity of `set`, so CPU_CLR writes inside `set`.
+                unsafe { libc::CPU_CLR(cpu, &mut set) };
+            }
+        }
+        // SAFETY: `set` is an initialised cpu_set_t; CPU_COUNT only reads it.
+        let empty = unsafe { libc::CPU_COUNT(&set) } == 0;
+        Ok(Self {
+            set: (!empty).then_some(set),
+        })
+    }
+
+    /// Lowers the calling thread to `SCHED_IDLE`: it then runs only when nothing else wants
+    /// these CPUs (the attestation leaf, issued while the launch still needs them). A failure
+    /// only costs speed.
+    pub fn idle() {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: changes the calling thread's (pid 0) policy; `param` lives across the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "the thread keeps its priority");
         }
     }
-    // SAFETY: `set` is an initialised cpu_set_t; CPU_COUNT only reads it.
-    if unsafe { libc::CPU_COUNT(&set) } == 0 {
-        return Ok(());
+
+    /// Pins the calling thread to these CPUs. A failure only costs speed: it is logged and the
+    /// thread keeps its affinity.
+    pub fn enter(&self) {
+        if let Some(set) = &self.set {
+            if let Err(e) = set_affinity(0, set) {
+                tracing::debug!(error = %e, "a host-side thread keeps its affinity");
+            }
+        }
     }
-    set_affinity(tid, &set).map_err(affinity_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's CPUs.
+    fn affinity() -> Vec<usize> {
+        // SAFETY: all-zero is the valid empty set; the kernel fills `set` of exactly its size.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+        assert_eq!(rc, 0);
+        // SAFETY: CPU_ISSET reads bits below the set's capacity.
+        (0..1024)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    }
+
+    #[test]
+    fn host_threads_leave_the_claimed_cpus() {
+        let mine = affinity();
+        // A claim of every allowed CPU leaves a thread's affinity alone.
+        let all: CpuList = mine
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+            .parse()
+            .unwrap();
+        let host = HostCpus::outside(&all).unwrap();
+        let kept = std::thread::spawn(move || {
+            host.enter();
+            affinity()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(kept, mine);
+        // With a CPU left over, host threads run on the others only.
+        if let [_, claimed_cpu, ..] = mine[..] {
+            let claimed: CpuList = claimed_cpu.to_string().parse().unwrap();
+            let host = HostCpus::outside(&claimed).unwrap();
+            let inside = std::thread::spawn(move || {
+                host.enter();
+                affinity()
+            })
+            .join()
+            .unwrap();
+            let expected: Vec<usize> = mine.iter().copied().filter(|&c| c != claimed_cpu).collect();
+            assert_eq!(inside, expected);
+        }
+    }
 }
