@@ -31,8 +31,6 @@ use crate::vmm::{self, LaunchConfig};
 
 /// Name of the state file in a run directory.
 pub const STATE_FILE: &str = crate::records::STATE_FILE;
-/// Lowest CID handed out automatically (as nitro-cli).
-pub const FIRST_CID: u64 = 16;
 /// How long an enclave runs before the VMM moves into the enclave's cpuset.
 const CGROUP_MOVE_DELAY: Duration = Duration::from_millis(50);
 /// How long a launch waits for the enclave's heartbeat (made at the program's first system call).
@@ -67,14 +65,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The CID is taken.
-    #[error(
-        "CID {0} is already used by another enclave; pick another --enclave-cid or leave it out"
-    )]
-    CidTaken(u64),
-    /// The CID is reserved.
-    #[error("CID {0} is reserved (0-3 are the hypervisor, local and host CIDs); use 4 or more")]
-    CidReserved(u64),
     /// The program never made a system call, so the heartbeat never came.
     #[error("the enclave did not send its heartbeat within {0:?}: the program may be stuck before its first system call (check that /init is a static x86_64 program with `enclave describe-eif`, and that the host is not overloaded); run with --debug-mode --attach-console to see its output")]
     NoHeartbeat(Duration),
@@ -106,32 +96,6 @@ fn backing_of(b: MemoryBacking) -> Backing {
     match b {
         MemoryBacking::HugePages2M => Backing::HugePages2M,
         MemoryBacking::Locked4K => Backing::Locked4K,
-    }
-}
-
-/// CIDs of the enclaves whose state files are in `run_root`.
-fn used_cids(run_root: &Path, except: &str) -> Vec<u64> {
-    let Ok(dir) = std::fs::read_dir(run_root) else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy() != except)
-        .filter_map(|e| std::fs::read(e.path().join(STATE_FILE)).ok())
-        .filter_map(|b| serde_json::from_slice::<EnclaveInfo>(&b).ok())
-        .filter(|i| i.outcome.is_none())
-        .map(|i| i.enclave_cid)
-        .collect()
-}
-
-fn pick_cid(run_root: &Path, id: &str, wanted: Option<u64>) -> Result<u64, DaemonError> {
-    let used = used_cids(run_root, id);
-    match wanted {
-        Some(c) if c <= 3 => Err(DaemonError::CidReserved(c)),
-        Some(c) if used.contains(&c) => Err(DaemonError::CidTaken(c)),
-        Some(c) => Ok(c),
-        None => Ok((FIRST_CID..)
-            .find(|c| !used.contains(c))
-            .unwrap_or(FIRST_CID)),
     }
 }
 
@@ -256,6 +220,7 @@ fn launch(
             pid: std::process::id(),
             cpus: req.cpus.clone(),
             memory_mib: req.memory_mib,
+            cid: req.cid,
         },
     )?;
     // Host-side threads run on the parent's CPUs, beside this thread, which builds the enclave
@@ -337,8 +302,8 @@ fn launch(
             }
         }),
     ));
+    let cid = claim.cid();
     res.claim = Some(claim);
-    let cid = pick_cid(&paths.run_root, &req.enclave_id, req.cid)?;
 
     let hub = Arc::new(ConsoleHub::default());
     // The launcher's console stream (`run-enclave --attach-console`) is attached before the
@@ -350,7 +315,7 @@ fn launch(
     let heartbeat = Arc::new(Heartbeat::new());
     let vsock = Arc::new(
         VsockHub::new(
-            u32::try_from(cid).map_err(|_| DaemonError::CidReserved(cid))?,
+            u32::try_from(cid).map_err(|_| pool::PoolError::CidInvalid(cid))?,
             vec![run_dir.clone(), paths.run_root.clone()],
         )
         .with_heartbeat(heartbeat.clone()),
@@ -497,6 +462,11 @@ fn launch(
     shared.drain_waiters(Duration::from_millis(500));
     res.keep_record = !requested;
     drop(res);
+    // The record just kept may be one too many: the oldest go (off the launch path of the
+    // next enclave, which no longer prunes).
+    if !requested {
+        let _ = crate::records::prune(&paths.run_root);
+    }
     Ok(())
 }
 

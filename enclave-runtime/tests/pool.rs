@@ -166,6 +166,7 @@ fn request(id: &str, pid: u32, cpus: CpuRequest, memory_mib: u64) -> ClaimReques
         pid,
         cpus,
         memory_mib,
+        cid: None,
     }
 }
 
@@ -473,6 +474,30 @@ fn pool_claim_cpu_exhaustion_and_sharing() {
     let b = claim(&pool.paths, &request(&b_id, me, CpuRequest::Count(1), 2)).expect("shared b");
     assert!(a.shared() && b.shared());
     assert_eq!(a.cpus(), b.cpus());
+    // CIDs are handed out under the pool lock: the lowest free from 16, never one a live
+    // enclave holds; reserved and 64-bit ones are refused.
+    assert_eq!((a.cid(), b.cid()), (pool::FIRST_CID, pool::FIRST_CID + 1));
+    let wants = |cid: u64| {
+        let mut r = request(&new_enclave_id(), me, CpuRequest::Count(1), 2);
+        r.cid = Some(cid);
+        claim(&pool.paths, &r)
+    };
+    let err = wants(pool::FIRST_CID).expect_err("CID held by a");
+    assert!(
+        matches!(&err, PoolError::CidTaken { cid: 16, holder } if holder == &a_id),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--enclave-cid"), "{err}");
+    for bad in [0, 3, u64::from(u32::MAX), 1 << 40] {
+        let err = wants(bad).expect_err("invalid CID");
+        assert!(
+            matches!(err, PoolError::CidInvalid(c) if c == bad),
+            "{err:?}"
+        );
+    }
+    let c = wants(4).expect("a free CID of its own");
+    assert_eq!(c.cid(), 4);
+    c.release().expect("release c");
     let err = claim(
         &pool.paths,
         &request(&new_enclave_id(), me, CpuRequest::Count(2), 2),

@@ -183,6 +183,24 @@ fn records_beyond_the_cap_go_oldest_first() {
         listed.iter().all(|e| e["Outcome"]["status"] == 42),
         "{listed:#?}"
     );
+    // The VMM that leaves a record prunes the oldest beyond the cap itself, after it told its
+    // launcher the outcome: no describe in between here.
+    for _ in 0..2 {
+        let out = env.run_debug(&eif);
+        assert_eq!(out.code(), Some(42), "{out}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept = enclave_runtime::records::list(&env.run_root()).len();
+        if kept == MAX_RECORDS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kept} records kept, not {MAX_RECORDS}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     env.assert_no_leftovers("with a full set of records");
     let all = env.cli(["terminate-enclave", "--all"]).ok().json();
     assert_eq!(all.as_array().map(Vec::len), Some(MAX_RECORDS), "{all:#}");

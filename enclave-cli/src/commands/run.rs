@@ -45,10 +45,9 @@ fn status_pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 
 /// `run-enclave`.
 pub fn run(a: &RunArgs, _json: bool) -> anyhow::Result<i32> {
+    // The VMM's claim reclaims what dead VMMs held, and a VMM that keeps a record prunes the
+    // oldest beyond the cap: nothing to scan here before the launch.
     let paths = PoolPaths::from_env();
-    let _ = pool::reclaim_dead(&paths);
-    // Records of ended enclaves beyond the retention cap go before a new one can appear.
-    let _ = enclave_runtime::records::prune(&paths.run_root);
     if !a.eif_path.is_file() {
         bail!(
             "the enclave image {} does not exist; build one with `enclave build-enclave`",

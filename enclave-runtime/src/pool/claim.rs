@@ -37,7 +37,14 @@ pub struct ClaimRequest {
     pub cpus: CpuRequest,
     /// MiB wanted (rounded up to 2 MiB on hugepages).
     pub memory_mib: u64,
+    /// The enclave's vsock CID; `None`: the lowest free one from [`FIRST_CID`].
+    pub cid: Option<u64>,
 }
+
+/// The lowest CID given to an enclave that does not ask for one (as nitro-cli).
+pub const FIRST_CID: u64 = 16;
+/// The highest CID an enclave may have (`u32::MAX` is `VMADDR_CID_ANY`).
+pub const LAST_CID: u64 = u32::MAX as u64 - 1;
 
 /// A claim as recorded in `<run_root>/claims/<enclave-id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +65,10 @@ pub struct ClaimRecord {
     pub shared: bool,
     /// The enclave's child cpuset.
     pub cgroup: PathBuf,
+    /// The enclave's vsock CID, chosen under the pool lock so no two live enclaves share one
+    /// (absent in claims of older VMMs).
+    #[serde(default)]
+    pub cid: Option<u64>,
 }
 
 /// One enclave's share of the pool, held until [`Claim::release`] or the VMM's death.
@@ -157,6 +168,11 @@ impl Claim {
         self.mount.attach_process(&self.record.cgroup, pid)
     }
 
+    /// The enclave's vsock CID.
+    pub fn cid(&self) -> u64 {
+        self.record.cid.unwrap_or(FIRST_CID)
+    }
+
     /// A detached copy that can move processes into this claim's cpuset from another thread.
     pub fn cgroup_mover(&self) -> CgroupMover {
         CgroupMover {
@@ -245,6 +261,7 @@ pub fn claim(paths: &PoolPaths, request: &ClaimRequest) -> Result<Claim> {
         });
     }
 
+    let cid = pick_cid(&others, request.cid)?;
     let cpus = pick_cpus(&state, &others, &request.cpus, paths)?;
     let exclusive = state.sharing == Sharing::Exclusive;
     let cgroup = state.cgroup.join(id);
@@ -260,6 +277,7 @@ pub fn claim(paths: &PoolPaths, request: &ClaimRequest) -> Result<Claim> {
         backing: state.backing,
         shared: !exclusive,
         cgroup,
+        cid: Some(cid),
     };
     if let Err(e) = write_json(&claim_file, &record) {
         let _ = state.cgroup_mount.remove_tree(&record.cgroup);
@@ -271,6 +289,24 @@ pub fn claim(paths: &PoolPaths, request: &ClaimRequest) -> Result<Claim> {
         mount: state.cgroup_mount,
         paths: paths.clone(),
     })
+}
+
+/// `wanted` if it is valid and no live enclave holds it, else the lowest free CID.
+fn pick_cid(others: &[ClaimRecord], wanted: Option<u64>) -> Result<u64> {
+    let holder = |cid: u64| others.iter().find(|c| c.cid == Some(cid));
+    match wanted {
+        Some(cid) if !(4..=LAST_CID).contains(&cid) => Err(PoolError::CidInvalid(cid)),
+        Some(cid) => match holder(cid) {
+            Some(c) => Err(PoolError::CidTaken {
+                cid,
+                holder: c.enclave_id.clone(),
+            }),
+            None => Ok(cid),
+        },
+        None => (FIRST_CID..=LAST_CID)
+            .find(|&cid| holder(cid).is_none())
+            .ok_or(PoolError::CidInvalid(LAST_CID)),
+    }
 }
 
 fn held_text(held: Vec<String>) -> String {

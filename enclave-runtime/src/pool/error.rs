@@ -143,6 +143,19 @@ pub enum PoolError {
         /// The pid.
         pid: u32,
     },
+    /// A CID another live enclave holds.
+    #[error(
+        "CID {cid} is already used by enclave {holder}; pick another --enclave-cid or leave it out"
+    )]
+    CidTaken {
+        /// The CID.
+        cid: u64,
+        /// The enclave holding it.
+        holder: String,
+    },
+    /// A CID no enclave can have.
+    #[error("CID {0} cannot be an enclave's: 0-3 are reserved (hypervisor, local, host) and CIDs are 32-bit; use 4 to 4294967294")]
+    CidInvalid(u64),
     /// A claim asked for zero CPUs or zero memory.
     #[error("Claim for {id} asks for {cpus} CPUs and {memory_mib} MiB; ask for at least 1 CPU and 1 MiB")]
     EmptyClaim {

@@ -40,7 +40,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub use cgroup::{find_cpuset_mount, CgroupVersion, CpusetMount};
-pub use claim::{claim, reclaim_dead, Claim, ClaimRecord, ClaimRequest, CpuRequest, HostCpus};
+pub use claim::{
+    claim, reclaim_dead, Claim, ClaimRecord, ClaimRequest, CpuRequest, HostCpus, FIRST_CID,
+    LAST_CID,
+};
 pub use config::{online_cpus, HugepagePolicy, PoolConfig, Sharing, ONLINE_CPUS};
 pub use cpulist::{CpuList, CpuListError, MAX_CPU_ID};
 pub use error::{PoolError, Result};
