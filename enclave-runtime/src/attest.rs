@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use attestation::ca::{Ca, CaFiles, LeafAttester};
@@ -72,12 +72,13 @@ pub fn image_measurements(eif: &Eif) -> Result<Measurements, SigError> {
     }
 }
 
-/// A leaf being issued on another thread (off the launch's critical path): the first
-/// Attestation request waits for it. A leaf that could not be issued fails that request as
-/// an enclave without a CA does.
+/// A leaf issued on demand: by the first Attestation request, on the thread that serves it
+/// (later and concurrent requests wait for it). Issuing costs ~2 ms of P-384 arithmetic that
+/// a launch need not pay, and made beside a launch it slowed the launch by more than that.
+/// A leaf that could not be issued fails the requests as an enclave without a CA does.
 pub struct PendingAttester {
     module_id: String,
-    incoming: Mutex<Option<mpsc::Receiver<LeafAttester>>>,
+    issuer: Mutex<Option<LeafIssuer>>,
     leaf: OnceLock<Option<LeafAttester>>,
 }
 
@@ -85,12 +86,12 @@ impl PendingAttester {
     fn leaf(&self) -> Option<&LeafAttester> {
         self.leaf
             .get_or_init(|| {
-                let rx = self
-                    .incoming
+                let issuer = self
+                    .issuer
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
-                rx.and_then(|rx| rx.recv().ok())
+                issuer.and_then(LeafIssuer::issue)
             })
             .as_ref()
     }
@@ -115,31 +116,28 @@ impl Attester for PendingAttester {
     }
 }
 
-/// Issues a leaf from the CA's files and hands it to the enclave's [`PendingAttester`].
-pub struct LeafIssuer {
+/// What a [`PendingAttester`] issues its leaf from.
+struct LeafIssuer {
     ca: CaFiles,
     enclave_id: String,
     module_id: String,
     debug: bool,
-    tx: mpsc::Sender<LeafAttester>,
 }
 
 impl LeafIssuer {
     /// Decodes the CA's key and issues the leaf (a P-384 key and its certificate; together
-    /// ~2 ms): the enclave can attest from then on. A failure is logged; the enclave's
-    /// Attestation requests then fail.
-    pub fn issue(self) {
+    /// ~2 ms). A failure is logged and gives `None`.
+    fn issue(self) -> Option<LeafAttester> {
         let leaf = self
             .ca
             .load()
             .and_then(|ca| ca.issue_leaf(&self.enclave_id, LEAF_LIFETIME));
         match leaf {
-            Ok(leaf) => {
-                let _ = self
-                    .tx
-                    .send(LeafAttester::new(leaf, self.module_id, self.debug));
+            Ok(leaf) => Some(LeafAttester::new(leaf, self.module_id, self.debug)),
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "cannot issue the enclave's leaf");
+                None
             }
-            Err(e) => tracing::error!(error = %chain(&e), "cannot issue the enclave's leaf"),
         }
     }
 }
@@ -188,37 +186,33 @@ impl Attestation {
         }
     }
 
-    /// Reads the CA's files from `ca_dir` and returns the identity at once, with the CA's key
-    /// decoded and the leaf issued later by the returned [`LeafIssuer`] (on a thread of the
-    /// caller's choice; the first Attestation request waits for it). Without usable CA files:
-    /// an identity that cannot sign (and says why), and no issuer. A key file that reads but
-    /// does not decode fails the leaf, and so the enclave's Attestation requests.
-    pub fn deferred(enclave_id: &str, debug: bool, ca_dir: &Path) -> (Self, Option<LeafIssuer>) {
+    /// Reads the CA's files from `ca_dir` and returns the identity at once; the CA's key is
+    /// decoded and the leaf issued by the first Attestation request ([`PendingAttester`]).
+    /// Without usable CA files: an identity that cannot sign (and says why). A key file that
+    /// reads but does not decode fails the leaf, and so the enclave's Attestation requests.
+    pub fn deferred(enclave_id: &str, debug: bool, ca_dir: &Path) -> Self {
         let module_id = module_id(enclave_id);
         match CaFiles::read(ca_dir) {
             Ok(ca) => {
-                let (tx, rx) = mpsc::channel();
-                let pending = PendingAttester {
-                    module_id: module_id.clone(),
-                    incoming: Mutex::new(Some(rx)),
-                    leaf: OnceLock::new(),
-                };
                 let issuer = LeafIssuer {
                     ca,
                     enclave_id: enclave_id.to_owned(),
                     module_id: module_id.clone(),
                     debug,
-                    tx,
                 };
-                let identity = Self {
+                let pending = PendingAttester {
+                    module_id: module_id.clone(),
+                    issuer: Mutex::new(Some(issuer)),
+                    leaf: OnceLock::new(),
+                };
+                Self {
                     attester: Some(Arc::new(pending)),
                     module_id,
                     unavailable: None,
                     pcr4: host_identity(),
-                };
-                (identity, Some(issuer))
+                }
             }
-            Err(e) => (Self::unavailable(enclave_id, unusable_ca(ca_dir, &e)), None),
+            Err(e) => Self::unavailable(enclave_id, unusable_ca(ca_dir, &e)),
         }
     }
 
@@ -347,45 +341,49 @@ mod tests {
     }
 
     #[test]
-    fn a_deferred_leaf_is_waited_for_by_the_first_attestation() {
+    fn a_deferred_leaf_is_issued_by_the_first_attestation() {
         let dir = std::env::temp_dir().join(format!("enclave-deferred-ca-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Ca::init(&dir).unwrap();
-        let (a, issuer) = Attestation::deferred("enc-00000000000000dd", false, &dir);
+        let a = Attestation::deferred("enc-00000000000000dd", false, &dir);
         assert!(a.available(), "{}", a.status());
-        let issuer = issuer.expect("a CA gives an issuer");
-        let late = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            issuer.issue();
-        });
         let attester = a.attester.clone().unwrap();
         let pcrs = BTreeMap::from([(0u16, [7u8; 48])]);
+        // Two requests at once: one issues the leaf, the other waits for it; both sign.
+        let other = {
+            let attester = attester.clone();
+            let pcrs = pcrs.clone();
+            std::thread::spawn(move || attester.attest(&pcrs, None, Some(b"other"), None))
+        };
         let doc = attester
             .attest(&pcrs, None, Some(b"nonce"), None)
-            .expect("signed once the leaf arrived");
-        late.join().unwrap();
-        assert!(
-            attestation::cose::parse(&doc, 1 << 20).is_ok(),
-            "a COSE_Sign1 document"
-        );
+            .expect("signed with the leaf issued on demand");
+        let other = other
+            .join()
+            .unwrap()
+            .expect("the concurrent request signs too");
+        let leaf_of = |doc: &[u8]| {
+            let payload = attestation::cose::parse(doc, 1 << 20).expect("a COSE_Sign1 document");
+            attestation::document::AttestationDocument::from_cbor(payload.payload())
+                .expect("a document")
+                .certificate
+        };
+        assert_eq!(leaf_of(&doc), leaf_of(&other), "one leaf, issued once");
         // Later requests reuse the leaf.
-        assert!(attester.attest(&pcrs, None, None, None).is_ok());
-
-        // An issuer that never issues: the request fails instead of hanging.
-        let (b, issuer) = Attestation::deferred("enc-00000000000000de", false, &dir);
-        drop(issuer);
-        assert!(b.attester.unwrap().attest(&pcrs, None, None, None).is_err());
+        let again = attester.attest(&pcrs, None, None, None).unwrap();
+        assert_eq!(leaf_of(&again), leaf_of(&doc));
 
         // A key file that reads as a PEM private key but does not decode: the identity is
-        // made (the key is decoded with the leaf, after the launch), the leaf fails, and so
-        // does the request, without hanging.
+        // made (the key is decoded with the leaf, at the first request), the leaf fails, and
+        // so do the requests, without hanging.
         let key = dir.join(attestation::ca::INTERMEDIATE_KEY);
         let garbage = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
         std::fs::write(&key, garbage).unwrap();
-        let (c, issuer) = Attestation::deferred("enc-00000000000000df", false, &dir);
+        let c = Attestation::deferred("enc-00000000000000df", false, &dir);
         assert!(c.available(), "{}", c.status());
-        issuer.expect("the files read").issue();
-        assert!(c.attester.unwrap().attest(&pcrs, None, None, None).is_err());
+        let attester = c.attester.unwrap();
+        assert!(attester.attest(&pcrs, None, None, None).is_err());
+        assert!(attester.attest(&pcrs, None, None, None).is_err());
 
         // A key file that is no private key at all: unavailable at once, naming the file.
         std::fs::write(
@@ -393,8 +391,8 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let (d, issuer) = Attestation::deferred("enc-00000000000000e0", false, &dir);
-        assert!(issuer.is_none());
+        let d = Attestation::deferred("enc-00000000000000e0", false, &dir);
+        assert!(!d.available());
         assert!(d.status().contains("intermediate.key"), "{}", d.status());
         let _ = std::fs::remove_dir_all(&dir);
     }

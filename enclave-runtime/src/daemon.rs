@@ -227,9 +227,8 @@ fn launch(
     // pinned to the claim's CPUs.
     let host_cpus = pool::HostCpus::outside(claim.cpus())?;
     // Hashing the image (PCRs) and reading the CA take a helper thread while this one unpacks
-    // the image and builds the VM. The same thread then issues the enclave's leaf (a P-384 key
-    // and certificate, ~2 ms) while the enclave starts: the first Attestation request waits
-    // for it if it must.
+    // the image and builds the VM. The enclave's leaf (a P-384 key and certificate, ~2 ms) is
+    // issued by its first Attestation request.
     let (helper_tx, helper_rx) = mpsc::channel();
     {
         let (id, debug) = (req.enclave_id.clone(), req.debug);
@@ -240,16 +239,10 @@ fn launch(
                 host_cpus.enter();
                 let measurements = crate::image::measure(&eif);
                 drop(eif);
-                let (identity, issuer) =
-                    Attestation::deferred(&id, debug, &attestation::ca::default_dir());
-                // From here on it only computes: confined like the main thread before the
-                // guest can run.
+                let identity = Attestation::deferred(&id, debug, &attestation::ca::default_dir());
+                // Confined like the main thread before the guest can run.
                 seccomp::enter(ThreadKind::Daemon);
                 let _ = helper_tx.send((measurements, identity));
-                if let Some(issuer) = issuer {
-                    pool::HostCpus::idle();
-                    issuer.issue();
-                }
             })
             .map_err(DaemonError::Thread)?;
     }

@@ -523,17 +523,6 @@ impl HostCpus {
         })
     }
 
-    /// Lowers the calling thread to `SCHED_IDLE`: it then runs only when nothing else wants
-    /// these CPUs (the attestation leaf, issued while the launch still needs them). A failure
-    /// only costs speed.
-    pub fn idle() {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: changes the calling thread's (pid 0) policy; `param` lives across the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "the thread keeps its priority");
-        }
-    }
-
     /// Pins the calling thread to these CPUs. A failure only costs speed: it is logged and the
     /// thread keeps its affinity.
     pub fn enter(&self) {

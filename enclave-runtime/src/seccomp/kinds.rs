@@ -104,12 +104,6 @@ pub fn daemon(pid: u32) -> Vec<Allow> {
         // Scrubbing guest memory when the last handle to it goes (`GuestRam::scrub`).
         libc::SYS_mincore,
     ]));
-    // The measuring thread issues the attestation leaf at idle priority (`HostCpus::idle`):
-    // its own thread, to SCHED_IDLE, and nothing else.
-    v.push(when(
-        libc::SYS_sched_setscheduler,
-        &[arg_eq(0, 0), arg_eq(1, int(libc::SCHED_IDLE))],
-    ));
     v
 }
 
