@@ -1,6 +1,6 @@
 //! EIF reader/writer: round trip, AWS layout, CRC, and rejection of every corruption.
 
-use attestation::eif::{Eif, EifError, EifWriter, SectionType, HEADER_SIZE, MAX_SECTIONS};
+use attestation::eif::{Eif, EifError, EifView, EifWriter, SectionType, HEADER_SIZE, MAX_SECTIONS};
 
 const COUNT_AT: usize = 26;
 const OFFSETS_AT: usize = 28;
@@ -150,7 +150,7 @@ fn bad_crc_in_every_section_and_header() {
     let b = sample();
     let eif = Eif::parse(&b).unwrap();
     let mut cursor = HEADER_SIZE;
-    for section in &eif.sections {
+    for (index, section) in eif.sections.iter().enumerate() {
         let data_at = cursor + 12;
         let mut bad = b.clone();
         bad[data_at + section.data.len() / 2] ^= 0x01;
@@ -160,6 +160,14 @@ fn bad_crc_in_every_section_and_header() {
         };
         assert_ne!(expected, actual);
         assert!(err.to_string().contains(&format!("{expected:#010x}")));
+        // The view refuses it too; its layout-only parse (CRC checked elsewhere) does not,
+        // and sees the changed byte.
+        assert!(matches!(
+            EifView::parse(&bad),
+            Err(EifError::CrcMismatch { .. })
+        ));
+        let layout = EifView::parse_layout(&bad).expect("layout intact");
+        assert_ne!(layout.sections[index].data, &section.data[..]);
         cursor = data_at + section.data.len();
     }
     // Header field outside the tables (reserved) and section header flags.

@@ -89,9 +89,18 @@ pub fn measure(bytes: &[u8]) -> Result<Measurements, ImageError> {
     crate::attest::image_measurements(&eif).map_err(ImageError::Signature)
 }
 
-/// [`unpack`] without hashing: `measurements` are all zero until set from [`measure`].
+/// [`unpack`] without hashing: `measurements` are all zero until set from [`measure`], which
+/// also checks the file's CRC32 (a launch runs both; this one makes every other check, and
+/// when one fails, says so only if the CRC matches: a corrupted file is named as such).
 pub fn unpack_unmeasured(bytes: &[u8]) -> Result<BootImage, ImageError> {
-    let eif = EifView::parse(bytes).map_err(ImageError::Eif)?;
+    unpack_layout(bytes).map_err(|e| match EifView::parse(bytes) {
+        Err(whole) => ImageError::Eif(whole),
+        Ok(_) => e,
+    })
+}
+
+fn unpack_layout(bytes: &[u8]) -> Result<BootImage, ImageError> {
+    let eif = EifView::parse_layout(bytes).map_err(ImageError::Eif)?;
     let kernel = eif.kernel().ok_or(ImageError::NoKernel)?;
     guest_abi::check_kernel_blob(kernel).map_err(ImageError::Abi)?;
     let spec = InitSpec::parse(eif.cmdline().ok_or(ImageError::NoCmdline)?)

@@ -51,7 +51,7 @@ pub struct Interpreter {
     /// Its load plan (at its base).
     pub plan: LoadPlan,
     /// Its file.
-    pub bytes: Arc<[u8]>,
+    pub bytes: Arc<Vec<u8>>,
 }
 
 /// Where everything of the program goes.
@@ -148,7 +148,7 @@ impl ProgramImage {
 }
 
 /// The contents of the regular file at `path` in `tree` (symlinks followed).
-pub fn read_file(tree: &ImageTree, path: &str) -> Option<Arc<[u8]>> {
+pub fn read_file(tree: &ImageTree, path: &str) -> Option<Arc<Vec<u8>>> {
     let ino = tree.lookup(ROOT_INO, path.as_bytes(), true).ok()?;
     match &tree.node(ino)?.kind {
         NodeKind::File(data) => Some(data.clone()),

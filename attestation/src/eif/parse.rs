@@ -98,6 +98,17 @@ impl<'a> EifView<'a> {
 
     /// Parses and validates `bytes` as [`Eif::parse`] does, without copying section data.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EifError> {
+        Self::parse_inner(bytes, true)
+    }
+
+    /// [`EifView::parse`] without the CRC32, for a reader that checks it elsewhere (it is a
+    /// pass over every byte of the file): every other check is made, so the views are as
+    /// safe to use.
+    pub fn parse_layout(bytes: &'a [u8]) -> Result<Self, EifError> {
+        Self::parse_inner(bytes, false)
+    }
+
+    fn parse_inner(bytes: &'a [u8], check_crc: bool) -> Result<Self, EifError> {
         let too_large = |len: u64| EifError::TooLarge {
             len,
             max: MAX_EIF_SIZE,
@@ -171,15 +182,17 @@ impl<'a> EifView<'a> {
                 end: cursor,
             });
         }
-        let actual = compute_crc(bytes).ok_or(EifError::TooShort {
-            len: bytes.len(),
-            header: HEADER_SIZE,
-        })?;
-        if actual != header.eif_crc32 {
-            return Err(EifError::CrcMismatch {
-                expected: header.eif_crc32,
-                actual,
-            });
+        if check_crc {
+            let actual = compute_crc(bytes).ok_or(EifError::TooShort {
+                len: bytes.len(),
+                header: HEADER_SIZE,
+            })?;
+            if actual != header.eif_crc32 {
+                return Err(EifError::CrcMismatch {
+                    expected: header.eif_crc32,
+                    actual,
+                });
+            }
         }
 
         let sections = located

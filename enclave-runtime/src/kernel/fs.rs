@@ -103,12 +103,13 @@ impl Device {
 /// What a node is.
 #[derive(Debug)]
 pub enum NodeKind {
-    /// A regular file and its contents.
-    File(Arc<[u8]>),
+    /// A regular file and its contents: the image reader's buffer itself, shared without a
+    /// copy (an `Arc<[u8]>` would copy every file once more at each launch).
+    File(Arc<Vec<u8>>),
     /// A directory: name → inode, sorted (the `getdents64` order).
     Dir(BTreeMap<String, Ino>),
     /// A symbolic link and its target.
-    Symlink(Arc<[u8]>),
+    Symlink(Arc<Vec<u8>>),
     /// A character device of the enclave kernel.
     Device(Device),
 }
@@ -184,8 +185,8 @@ impl ImageTree {
                 continue;
             };
             let kind = match e.mode & libc::S_IFMT {
-                libc::S_IFREG => NodeKind::File(Arc::from(e.data)),
-                libc::S_IFLNK => NodeKind::Symlink(Arc::from(e.data)),
+                libc::S_IFREG => NodeKind::File(Arc::new(e.data)),
+                libc::S_IFLNK => NodeKind::Symlink(Arc::new(e.data)),
                 libc::S_IFDIR => NodeKind::Dir(BTreeMap::new()),
                 _ => {
                     tracing::debug!(path = e.path, mode = e.mode, "image tree: entry skipped");
