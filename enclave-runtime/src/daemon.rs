@@ -226,75 +226,51 @@ fn launch(
     // Host-side threads run on the parent's CPUs, beside this thread, which builds the enclave
     // pinned to the claim's CPUs.
     let host_cpus = pool::HostCpus::outside(claim.cpus())?;
-    // Hashing the image (PCRs) and reading the CA take a helper thread while this one unpacks
-    // the image and builds the VM. The enclave's leaf (a P-384 key and certificate, ~2 ms) is
+    // vCPU 0's thread starts on the parent's CPUs as the measuring thread: it hashes the image
+    // (PCRs) and reads the CA while this thread unpacks the image and builds the VM, hands
+    // them over, then installs its seccomp filter (a BPF JIT, ~0.3 ms on kvm_pvm) while this
+    // one finishes, and waits for the enclave; it is pinned into the claim when handed it, and
+    // dropping the sender ends it. The enclave's leaf (a P-384 key and certificate, ~2 ms) is
     // issued by its first Attestation request.
     let (helper_tx, helper_rx) = mpsc::channel();
-    {
-        let (id, debug) = (req.enclave_id.clone(), req.debug);
-        let eif = Arc::clone(&eif);
-        std::thread::Builder::new()
-            .name("measure".into())
-            .spawn(move || {
-                host_cpus.enter();
-                let measurements = crate::image::measure(&eif);
-                drop(eif);
-                let identity = Attestation::deferred(&id, debug, &attestation::ca::default_dir());
-                // Confined like the main thread before the guest can run.
-                seccomp::enter(ThreadKind::Daemon);
-                let _ = helper_tx.send((measurements, identity));
-            })
-            .map_err(DaemonError::Thread)?;
-    }
-    // vCPU 0's thread is made now, on the parent's CPUs, where it installs its seccomp filter
-    // (a BPF JIT, ~0.3 ms on kvm_pvm) beside the build. It is pinned into the claim when it is
-    // handed the enclave; dropping the sender instead ends it.
     let (events_tx, events_rx) = mpsc::channel();
     let (armed_tx, armed_rx) = mpsc::channel::<i32>();
     let (enclave_tx, enclave_rx) = mpsc::channel::<vmm::Enclave>();
     let (out_tx, out_rx) = mpsc::channel::<Outcome>();
     let ended_tx = events_tx.clone();
-    let vcpu_thread = std::thread::Builder::new()
-        .name("vcpu0".into())
-        .spawn(move || {
-            host_cpus.enter();
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() };
-            seccomp::enter(ThreadKind::Vcpu);
-            let _ = armed_tx.send(tid);
-            let Ok(mut enclave) = enclave_rx.recv() else {
-                let _ = out_tx.send(Outcome::Terminated);
-                return;
-            };
-            let outcome = enclave.run();
-            // Dropping the enclave scrubs guest memory before the outcome is announced.
-            drop(enclave);
-            let _ = out_tx.send(outcome.clone());
-            let _ = ended_tx.send(Event::Ended(outcome));
-        })
-        .map_err(DaemonError::Thread)?;
+    let vcpu_thread = {
+        let (id, debug) = (req.enclave_id.clone(), req.debug);
+        let eif = Arc::clone(&eif);
+        std::thread::Builder::new()
+            .name("vcpu0".into())
+            .spawn(move || {
+                host_cpus.enter();
+                let measurements = crate::image::measure(&eif);
+                drop(eif);
+                let identity = Attestation::deferred(&id, debug, &attestation::ca::default_dir());
+                let _ = helper_tx.send((measurements, identity));
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                seccomp::enter(ThreadKind::Vcpu);
+                let _ = armed_tx.send(tid);
+                let Ok(mut enclave) = enclave_rx.recv() else {
+                    let _ = out_tx.send(Outcome::Terminated);
+                    return;
+                };
+                let outcome = enclave.run();
+                // Dropping the enclave scrubs guest memory before the outcome is announced.
+                drop(enclave);
+                let _ = out_tx.send(outcome.clone());
+                let _ = ended_tx.send(Event::Ended(outcome));
+            })
+            .map_err(DaemonError::Thread)?
+    };
     let cpu_ids: Vec<u32> = claim.cpus().iter().collect();
     let backing = claim.backing();
     let shared_cpus = claim.shared();
-    // Pin this thread to the claim's CPUs right away. The move of the whole VMM into the
-    // enclave's cpuset costs ~13 ms of RCU synchronisation on cgroup v1, so it happens beside
-    // the launch, once the enclave has lived CGROUP_MOVE_DELAY (short-lived enclaves end before
-    // and skip it).
+    // Pin this thread to the claim's CPUs right away; the move into the cpuset comes later.
     claim.pin(0)?;
     let mover = claim.cgroup_mover();
-    let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
-    res.cgroup_move = Some((
-        cancel_tx,
-        std::thread::spawn(move || {
-            host_cpus.enter();
-            seccomp::enter_keeping_capabilities(ThreadKind::Daemon);
-            if cancel_rx.recv_timeout(CGROUP_MOVE_DELAY) == Err(mpsc::RecvTimeoutError::Timeout) {
-                if let Err(e) = mover.attach_process(std::process::id()) {
-                    tracing::warn!(error = %e, "cannot move the VMM into the enclave's cpuset");
-                }
-            }
-        }),
-    ));
     let cid = claim.cid();
     res.claim = Some(claim);
 
@@ -325,8 +301,8 @@ fn launch(
         vsock: Some(vsock.clone()),
         attestation: None,
     };
-    // The measurements, and a fresh leaf key and certificate from the host CA for this
-    // enclave only, from the helper thread.
+    // The measurements and the attestation identity (its leaf comes with the first
+    // Attestation request), from the measuring thread.
     let mut identity: Option<Arc<Attestation>> = None;
     let enclave = vmm::build_unpacked_with(unpacked, &config, || {
         let (measurements, attestation) = helper_rx.recv().map_err(|_| vmm::VmmError::Helper)?;
@@ -338,6 +314,23 @@ fn launch(
         })
     })?;
     drop(eif);
+    // The move of the whole VMM into the enclave's cpuset costs ~13 ms of RCU synchronisation
+    // on cgroup v1, so it happens beside the enclave, once it has lived CGROUP_MOVE_DELAY
+    // (short-lived enclaves end before and skip it). Its thread is started after the image
+    // was measured, so its seccomp filter (a BPF JIT) does not slow the measuring.
+    let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
+    res.cgroup_move = Some((
+        cancel_tx,
+        std::thread::spawn(move || {
+            host_cpus.enter();
+            seccomp::enter_keeping_capabilities(ThreadKind::Daemon);
+            if cancel_rx.recv_timeout(CGROUP_MOVE_DELAY) == Err(mpsc::RecvTimeoutError::Timeout) {
+                if let Err(e) = mover.attach_process(std::process::id()) {
+                    tracing::warn!(error = %e, "cannot move the VMM into the enclave's cpuset");
+                }
+            }
+        }),
+    ));
     let attestation = identity.unwrap_or_else(|| {
         Arc::new(Attestation::unavailable(
             &req.enclave_id,

@@ -8,15 +8,17 @@
 //! (and filters stack: a call must pass all of them):
 //!
 //! ```text
-//! main ──┬─ cgroup mover      (Daemon, at its start)
+//! main ──┬─ vcpu0 ── vcpu-t<N> … (guest clone)  (Vcpu, once it measured the image)
+//!        │     └─ vsock-tx (first fast stream)  (inherits Vcpu: it polls and sends)
+//!        ├─ cgroup mover      (Daemon, at its start)
 //!        ├─ control ── control-conn …           (Control, at the start of `control`)
 //!        ├─ vsock-host ── vsock-handshake …     (Vsock, at the start of `vsock-host`)
-//!        ├─ vcpu0 ── vcpu-t<N> … (guest clone)  (Vcpu, at the start of `vcpu0`)
-//!        │     └─ vsock-tx (first fast stream)  (inherits Vcpu: it polls and sends)
 //!        └─ main itself                          (Daemon, after it started the others)
 //! ```
 //!
-//! The main thread installs its filter last, so the other threads carry only their own list.
+//! The main thread installs its filter last, once `vcpu0` reported its own in, so the other
+//! threads carry only their own list. `vcpu0` measures the image first (no guest exists yet)
+//! and is handed the enclave only after that report.
 //! [`init`] compiles all lists once at VMM start; [`enter`] is the one call each thread makes.
 //! Outside a VMM process (unit tests, benchmarks) nothing was initialised and [`enter`] does
 //! nothing.
