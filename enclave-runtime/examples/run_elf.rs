@@ -52,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bare: std::env::var_os("BARE").is_some(),
             vsock: None,
             attestation: None,
+            host_cpus: Default::default(),
         },
     )?;
     let prep = t.elapsed();

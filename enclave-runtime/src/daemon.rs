@@ -300,6 +300,7 @@ fn launch(
         bare: false,
         vsock: Some(vsock.clone()),
         attestation: None,
+        host_cpus,
     };
     // The measurements and the attestation identity (its leaf comes with the first
     // Attestation request), from the measuring thread.
@@ -314,9 +315,10 @@ fn launch(
         })
     })?;
     drop(eif);
-    // The move of the whole VMM into the enclave's cpuset costs ~13 ms of RCU synchronisation
-    // on cgroup v1, so it happens beside the enclave, once it has lived CGROUP_MOVE_DELAY
-    // (short-lived enclaves end before and skip it). Its thread is started after the image
+    // The move of the vCPU threads into the enclave's cpuset (host-side threads stay on the
+    // parent's CPUs) costs ~13 ms of RCU synchronisation per thread on cgroup v1, so it
+    // happens beside the enclave, once it has lived CGROUP_MOVE_DELAY (short-lived enclaves
+    // end before and skip it). Its thread is started after the image
     // was measured, so its seccomp filter (a BPF JIT) does not slow the measuring.
     let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
     res.cgroup_move = Some((
@@ -325,8 +327,8 @@ fn launch(
             host_cpus.enter();
             seccomp::enter_keeping_capabilities(ThreadKind::Daemon);
             if cancel_rx.recv_timeout(CGROUP_MOVE_DELAY) == Err(mpsc::RecvTimeoutError::Timeout) {
-                if let Err(e) = mover.attach_process(std::process::id()) {
-                    tracing::warn!(error = %e, "cannot move the VMM into the enclave's cpuset");
+                if let Err(e) = mover.attach_vcpus() {
+                    tracing::warn!(error = %e, "cannot move the vCPU threads into the enclave's cpuset");
                 }
             }
         }),

@@ -94,6 +94,9 @@ pub struct LaunchConfig {
     pub vsock: Option<Arc<crate::kernel::vsock::VsockHub>>,
     /// The enclave's attestation identity, served at `/dev/nsm`; `None`: no `/dev/nsm`.
     pub attestation: Option<Arc<crate::attest::Attestation>>,
+    /// Where the VMM's host-side threads run (the vsock transmit drainer); the default leaves
+    /// them where they are created.
+    pub host_cpus: crate::pool::HostCpus,
 }
 
 /// Timings of the launch, for benchmarks and logs.
@@ -292,7 +295,7 @@ fn build(
             .map(|a| Arc::new(a.device(&img.measurements, config.debug))),
     };
     let kernel = Arc::new(Kernel::new(kconfig, size, mm, Arc::new(tree)));
-    if let Some(fastio) = fast_io(&vm, &ram, &kernel) {
+    if let Some(fastio) = fast_io(&vm, &ram, &kernel, config.host_cpus) {
         kernel.set_fastio(fastio);
     }
     if let Some(cwd) = &img.spec.cwd {
@@ -323,10 +326,12 @@ fn fast_io(
     vm: &Arc<kvm_ioctls::VmFd>,
     ram: &Arc<GuestRam>,
     kernel: &Kernel,
+    host_cpus: crate::pool::HostCpus,
 ) -> Option<Arc<crate::kernel::fastio::FastIo>> {
     kernel.config.vsock.as_ref()?;
     let register = crate::kernel::fastio::register_with(vm.clone());
-    match crate::kernel::fastio::FastIo::new(ram.clone(), register, kernel.stop.clone()) {
+    match crate::kernel::fastio::FastIo::new(ram.clone(), register, kernel.stop.clone(), host_cpus)
+    {
         Ok(f) => Some(Arc::new(f)),
         Err(e) => {
             tracing::debug!("no vsock fast path: {e:?}");

@@ -51,6 +51,7 @@ pub fn config(bare: bool) -> LaunchConfig {
         bare,
         vsock: None,
         attestation: None,
+        host_cpus: Default::default(),
     }
 }
 

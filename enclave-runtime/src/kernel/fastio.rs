@@ -27,6 +27,7 @@ use super::errno::Errno;
 use super::hostfd::{last_errno, poll_fds, HostFile};
 use crate::layout::{self, fastio as fl};
 use crate::memory::GuestRam;
+use crate::pool::HostCpus;
 
 /// How long an unbind waits for a stub that holds the descriptor's lock.
 const UNBIND_LOCK_WAIT: Duration = Duration::from_millis(100);
@@ -198,6 +199,7 @@ pub struct FastIo {
     rings_start: u64,
     stop: Arc<AtomicBool>,
     drainer: OnceLock<()>,
+    host_cpus: HostCpus,
 }
 
 impl FastIo {
@@ -208,6 +210,7 @@ impl FastIo {
         ram: Arc<GuestRam>,
         register: Box<RegisterKick>,
         stop: Arc<AtomicBool>,
+        host_cpus: HostCpus,
     ) -> Result<Self, Errno> {
         let kick = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
             .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
@@ -234,6 +237,7 @@ impl FastIo {
             entries: Mutex::new(Vec::new()),
             free: Mutex::new((0..rings).rev().collect()),
             stop,
+            host_cpus,
             drainer: OnceLock::new(),
         })
     }
@@ -457,8 +461,11 @@ impl FastIo {
             let spawned = std::thread::Builder::new()
                 .name("vsock-tx".into())
                 // Created by a vCPU thread, it carries the vCPU's seccomp filter (which allows
-                // what it does: poll, read the eventfd, send).
+                // what it does: poll, read the eventfd, send, and pin itself). It runs on the
+                // parent's CPUs, so that its copy out of the rings runs beside the program's
+                // copy into them.
                 .spawn(move || {
+                    me.host_cpus.enter();
                     if me.open_gate() {
                         me.drain_loop();
                     }
@@ -558,7 +565,15 @@ mod tests {
     fn rig(cpl: u16) -> Rig {
         let ram = Arc::new(GuestRam::new(32 << 20, Backing::Anonymous).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
-        let fio = Arc::new(FastIo::new(ram.clone(), Box::new(|_| Ok(())), stop.clone()).unwrap());
+        let fio = Arc::new(
+            FastIo::new(
+                ram.clone(),
+                Box::new(|_| Ok(())),
+                stop.clone(),
+                HostCpus::default(),
+            )
+            .unwrap(),
+        );
         fio.note_stub_cpl(cpl);
         let (a, peer) = UnixStream::pair().unwrap();
         let file = Arc::new(
@@ -669,7 +684,8 @@ mod tests {
         let ram = Arc::new(GuestRam::new(32 << 20, Backing::Anonymous).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let refuse: Box<RegisterKick> = Box::new(|_| Err(kvm_ioctls::Error::new(libc::ENOSPC)));
-        let fio = Arc::new(FastIo::new(ram.clone(), refuse, stop.clone()).unwrap());
+        let fio =
+            Arc::new(FastIo::new(ram.clone(), refuse, stop.clone(), HostCpus::default()).unwrap());
         fio.note_stub_cpl(3);
         let (a, _peer) = UnixStream::pair().unwrap();
         let file = Arc::new(HostFile::new(OwnedFd::from(a), HostKind::Socket, 0, stop).unwrap());

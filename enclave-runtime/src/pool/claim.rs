@@ -202,6 +202,41 @@ impl CgroupMover {
     pub fn attach_process(&self, pid: u32) -> Result<()> {
         self.mount.attach_process(&self.dir, pid)
     }
+
+    /// Moves the threads of this process that run guest code (named `vcpu…`) into the claim's
+    /// cpuset; returns how many. On cgroup v1 threads may live in different cgroups: the VMM's
+    /// host-side threads stay with the parent, and the threads a vCPU thread creates later
+    /// inherit its cpuset. On cgroup v2 a domain cgroup takes whole processes: every thread
+    /// of the process moves.
+    pub fn attach_vcpus(&self) -> Result<usize> {
+        if self.mount.version == super::CgroupVersion::V2 {
+            self.mount.attach_process(&self.dir, std::process::id())?;
+            return Ok(0);
+        }
+        let mut moved = 0;
+        let tasks = std::fs::read_dir("/proc/self/task").map_err(|source| PoolError::Io {
+            what: "list the threads in",
+            path: "/proc/self/task".into(),
+            source,
+        })?;
+        for task in tasks.filter_map(std::result::Result::ok) {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if comm.starts_with("vcpu") {
+                // A thread that ended meanwhile is no error.
+                if self.mount.attach(&self.dir, tid).is_ok() {
+                    moved += 1;
+                }
+            }
+        }
+        Ok(moved)
+    }
 }
 
 /// Claims CPUs and memory for one enclave (after reclaiming the claims of dead VMMs).

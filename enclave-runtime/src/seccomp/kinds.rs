@@ -53,6 +53,9 @@ pub fn vcpu(pid: u32) -> Vec<Allow> {
         v.push(when(libc::SYS_ioctl, &[arg_eq(1, request)]));
     }
     v.push(when(libc::SYS_ioctl, &[arg_eq(1, libc::FIONBIO)]));
+    // The vsock transmit drainer pins itself to the parent's CPUs (`HostCpus::enter`): only
+    // the calling thread; the enclave's cpuset still bounds the vCPU threads.
+    v.push(when(libc::SYS_sched_setaffinity, &[arg_eq(0, 0)]));
     v
 }
 

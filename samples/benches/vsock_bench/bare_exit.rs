@@ -45,6 +45,7 @@ pub fn per_exit_us(eif: &[u8], calls: u64) -> Result<f64, String> {
         bare: true,
         vsock: None,
         attestation: None,
+        host_cpus: Default::default(),
     };
     let mut enclave = prepare(eif, &config).map_err(|e| format!("bare enclave: {e}"))?;
     let start = Instant::now();
