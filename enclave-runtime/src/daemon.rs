@@ -321,9 +321,9 @@ fn launch(
     // end before and skip it). Its thread is started after the image
     // was measured, so its seccomp filter (a BPF JIT) does not slow the measuring.
     let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
-    res.cgroup_move = Some((
-        cancel_tx,
-        std::thread::spawn(move || {
+    let moving = std::thread::Builder::new()
+        .name("cgroup-mover".into())
+        .spawn(move || {
             host_cpus.enter();
             seccomp::enter_keeping_capabilities(ThreadKind::Daemon);
             if cancel_rx.recv_timeout(CGROUP_MOVE_DELAY) == Err(mpsc::RecvTimeoutError::Timeout) {
@@ -331,8 +331,9 @@ fn launch(
                     tracing::warn!(error = %e, "cannot move the vCPU threads into the enclave's cpuset");
                 }
             }
-        }),
-    ));
+        })
+        .map_err(DaemonError::Thread)?;
+    res.cgroup_move = Some((cancel_tx, moving));
     let attestation = identity.unwrap_or_else(|| {
         Arc::new(Attestation::unavailable(
             &req.enclave_id,

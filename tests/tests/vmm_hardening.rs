@@ -131,25 +131,39 @@ fn every_vmm_thread_is_filtered_without_capabilities_and_holds_only_its_own_fds(
     let id = str_field(&info, "EnclaveID").to_owned();
     let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
 
-    // The cgroup mover has done its work (and ended) once the VMM sits in its cpuset.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let cgroup = loop {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-        if text
-            .lines()
+    // The cgroup mover has done its work (and ended) once the vCPU thread sits in the
+    // enclave's cpuset; the host-side threads stay in the parent's.
+    let in_enclave_cpuset = |tid: &str| {
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")).unwrap_or_default();
+        text.lines()
             .any(|l| l.contains("cpuset") && l.ends_with(&id))
-        {
-            break text;
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let threads = loop {
+        let threads = threads(pid);
+        let vcpu_moved = threads
+            .iter()
+            .any(|(tid, comm, _)| comm == "vcpu0" && in_enclave_cpuset(tid));
+        let mover_ended = threads.iter().all(|(_, comm, _)| comm != "cgroup-mover");
+        if vcpu_moved && mover_ended {
+            break threads;
         }
         assert!(
             Instant::now() < deadline,
-            "VMM {pid} never moved into its cpuset: {text}"
+            "the vCPU thread of VMM {pid} never moved into its cpuset: {threads:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(cgroup.contains(&id));
+    for (tid, comm, _) in &threads {
+        if comm == "control" || comm == "vsock-host" {
+            assert!(
+                !in_enclave_cpuset(tid),
+                "{comm} ({tid}) in the enclave's cpuset"
+            );
+        }
+    }
 
-    let threads = threads(pid);
     let names: Vec<&str> = threads.iter().map(|(_, c, _)| c.as_str()).collect();
     for want in ["control", "vsock-host", "vcpu0"] {
         assert!(names.contains(&want), "no {want} thread in {names:?}");
