@@ -586,6 +586,17 @@ mod tests {
             .collect()
     }
 
+    /// The affinity of a new thread that entered the host CPUs of a claim of `claimed`.
+    fn affinity_entered(claimed: &CpuList) -> Vec<usize> {
+        let host = HostCpus::outside(claimed).unwrap();
+        std::thread::spawn(move || {
+            host.enter();
+            affinity()
+        })
+        .join()
+        .unwrap()
+    }
+
     #[test]
     fn host_threads_leave_the_claimed_cpus() {
         let mine = affinity();
@@ -597,26 +608,12 @@ mod tests {
             .join(",")
             .parse()
             .unwrap();
-        let host = HostCpus::outside(&all).unwrap();
-        let kept = std::thread::spawn(move || {
-            host.enter();
-            affinity()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(kept, mine);
+        assert_eq!(affinity_entered(&all), mine);
         // With a CPU left over, host threads run on the others only.
         if let [_, claimed_cpu, ..] = mine[..] {
             let claimed: CpuList = claimed_cpu.to_string().parse().unwrap();
-            let host = HostCpus::outside(&claimed).unwrap();
-            let inside = std::thread::spawn(move || {
-                host.enter();
-                affinity()
-            })
-            .join()
-            .unwrap();
             let expected: Vec<usize> = mine.iter().copied().filter(|&c| c != claimed_cpu).collect();
-            assert_eq!(inside, expected);
+            assert_eq!(affinity_entered(&claimed), expected);
         }
     }
 }
