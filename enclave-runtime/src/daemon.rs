@@ -25,9 +25,10 @@ use crate::kernel::vsock::VsockHub;
 use crate::memory::Backing;
 use crate::pool::{self, Claim, ClaimRequest, MemoryBacking, PoolPaths};
 use crate::seccomp::{self, ThreadKind};
-use crate::threads::Stopper;
-use crate::vcpu::Outcome;
 use crate::vmm::{self, LaunchConfig};
+
+mod vcpu0;
+use vcpu0::Vcpu0;
 
 /// Name of the state file in a run directory.
 pub const STATE_FILE: &str = crate::records::STATE_FILE;
@@ -226,45 +227,17 @@ fn launch(
     // Host-side threads run on the parent's CPUs, beside this thread, which builds the enclave
     // pinned to the claim's CPUs.
     let host_cpus = pool::HostCpus::outside(claim.cpus())?;
-    // vCPU 0's thread starts on the parent's CPUs as the measuring thread: it hashes the image
-    // (PCRs) and reads the CA while this thread unpacks the image and builds the VM, hands
-    // them over, then installs its seccomp filter (a BPF JIT, ~0.3 ms on kvm_pvm) while this
-    // one finishes, and waits for the enclave; it is pinned into the claim when handed it, and
-    // dropping the sender ends it. The enclave's leaf (a P-384 key and certificate, ~2 ms) is
-    // issued by its first Attestation request.
-    let (helper_tx, helper_rx) = mpsc::channel();
+    // vCPU 0's thread measures the image on the parent's CPUs while this thread builds the
+    // VM (see `vcpu0`). The enclave's leaf (a P-384 key and certificate, ~2 ms) is issued by
+    // its first Attestation request.
     let (events_tx, events_rx) = mpsc::channel();
-    let (armed_tx, armed_rx) = mpsc::channel::<i32>();
-    let (enclave_tx, enclave_rx) = mpsc::channel::<vmm::Enclave>();
-    let (out_tx, out_rx) = mpsc::channel::<Outcome>();
-    let ended_tx = events_tx.clone();
-    let vcpu_thread = {
-        let (id, debug) = (req.enclave_id.clone(), req.debug);
-        let eif = Arc::clone(&eif);
-        std::thread::Builder::new()
-            .name("vcpu0".into())
-            .spawn(move || {
-                host_cpus.enter();
-                let measurements = crate::image::measure(&eif);
-                drop(eif);
-                let identity = Attestation::deferred(&id, debug, &attestation::ca::default_dir());
-                let _ = helper_tx.send((measurements, identity));
-                // SAFETY: gettid has no preconditions.
-                let tid = unsafe { libc::gettid() };
-                seccomp::enter(ThreadKind::Vcpu);
-                let _ = armed_tx.send(tid);
-                let Ok(mut enclave) = enclave_rx.recv() else {
-                    let _ = out_tx.send(Outcome::Terminated);
-                    return;
-                };
-                let outcome = enclave.run();
-                // Dropping the enclave scrubs guest memory before the outcome is announced.
-                drop(enclave);
-                let _ = out_tx.send(outcome.clone());
-                let _ = ended_tx.send(Event::Ended(outcome));
-            })
-            .map_err(DaemonError::Thread)?
-    };
+    let vcpu0 = Vcpu0::start(vcpu0::Start {
+        eif: Arc::clone(&eif),
+        enclave_id: req.enclave_id.clone(),
+        debug: req.debug,
+        host_cpus,
+        ended: events_tx.clone(),
+    })?;
     let cpu_ids: Vec<u32> = claim.cpus().iter().collect();
     let backing = claim.backing();
     let shared_cpus = claim.shared();
@@ -306,7 +279,7 @@ fn launch(
     // Attestation request), from the measuring thread.
     let mut identity: Option<Arc<Attestation>> = None;
     let enclave = vmm::build_unpacked_with(unpacked, &config, || {
-        let (measurements, attestation) = helper_rx.recv().map_err(|_| vmm::VmmError::Helper)?;
+        let (measurements, attestation) = vcpu0.measured()?;
         let attestation = Arc::new(attestation);
         identity = Some(Arc::clone(&attestation));
         Ok(vmm::LateParts {
@@ -385,21 +358,14 @@ fn launch(
     // vCPU 0's thread has its filter in: into the claim's CPUs with it. Then this thread, which
     // only waits and tears down from here, goes to the parent's CPUs and is locked down too,
     // the last one before the program may run.
-    let vcpu_tid = armed_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| DaemonError::VcpuThread)?;
-    if let Some(c) = &res.claim {
-        c.pin(vcpu_tid)?;
-    }
+    vcpu0.arm(res.claim.as_ref())?;
     host_cpus.enter();
     seccomp::enter(ThreadKind::Daemon);
     let started = Instant::now();
-    enclave_tx
-        .send(enclave)
-        .map_err(|_| DaemonError::VcpuThread)?;
+    vcpu0.run(enclave)?;
     // RUNNING means the program is up: its heartbeat was answered (or it already ended).
     if let Err(e) = wait_for_heartbeat(&heartbeat, &kernel, started, heartbeat_timeout()) {
-        let _ = stop_enclave(&stopper, &out_rx);
+        let _ = vcpu0.stop(&stopper);
         return Err(e);
     }
     report(status, &LaunchStatus::Ready(Box::new(info)));
@@ -413,13 +379,13 @@ fn launch(
             Ok(Event::Ended(o)) => break o,
             Ok(Event::Terminate) => {
                 requested = true;
-                break stop_enclave(&stopper, &out_rx);
+                break vcpu0.stop(&stopper);
             }
             _ => {}
         }
         if TERM.load(Ordering::Acquire) {
             requested = true;
-            break stop_enclave(&stopper, &out_rx);
+            break vcpu0.stop(&stopper);
         }
     };
     tracing::info!(?outcome, "enclave ended");
@@ -427,7 +393,7 @@ fn launch(
     // waiter returns finds the CPUs and memory free. The vCPU thread dropped the enclave, but
     // the stopper and kernel handles still keep guest memory alive: dropping them scrubs and
     // unmaps it; then the claim goes.
-    let _ = vcpu_thread.join();
+    vcpu0.join();
     drop(stopper);
     drop(kernel);
     res.release_claim();
@@ -490,11 +456,4 @@ fn wait_for_heartbeat(
             None => {}
         }
     }
-}
-
-/// Stops the program and waits for its outcome.
-fn stop_enclave(stopper: &Stopper, out: &mpsc::Receiver<Outcome>) -> Outcome {
-    stopper.stop();
-    out.recv_timeout(Duration::from_secs(10))
-        .unwrap_or(Outcome::Terminated)
 }
