@@ -1,4 +1,5 @@
-//! `enclave build-enclave`, `describe-eif` and `allocator`, run as the real binary.
+//! `enclave build-enclave`, `describe-eif` and `allocator`, run as the real binary, and its
+//! output into a pipe whose reader went away.
 //!
 //! The image tests compile a tiny C program with `gcc -static` (and a dynamic one with plain
 //! `gcc`), which `scripts/setup.sh` installs; without it they fail with that advice.
@@ -496,4 +497,28 @@ fn allocator_apply_show_release() {
         cgroup.display()
     );
     assert!(!run_root.join("pool.json").exists());
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `enclave describe-enclaves | head -c0`: the reader is gone before anything is written.
+    let dir = TempDir::new("pipe");
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = Command::new(BIN);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .arg("describe-enclaves")
+            .env("ENCLAVE_RUN_ROOT", dir.path("run"))
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "json={json}: {err}");
+        assert_eq!(out.status.code(), Some(0), "json={json}: {err}");
+    }
 }

@@ -40,9 +40,9 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
     if json {
         crate::output::print_json(&value)?;
     } else {
-        print!("{}", f.render());
-        println!(
-            "{}: {} error(s), {} warning(s)",
+        crate::output::print_text(&format!(
+            "{}{}: {} error(s), {} warning(s)\n",
+            f.render(),
             if f.has_error() {
                 "run-enclave cannot work on this host yet"
             } else {
@@ -50,7 +50,7 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
             },
             f.count(Level::Error),
             f.count(Level::Warning)
-        );
+        ))?;
     }
     Ok(if f.has_error() { 1 } else { 0 })
 }

@@ -35,13 +35,13 @@ pub fn run(a: &ValidateEifArgs, json: bool) -> anyhow::Result<i32> {
     if json {
         crate::output::print_json(&value)?;
     } else {
-        print!("{}", f.render());
-        println!(
-            "{}: {} error(s), {} warning(s)",
+        crate::output::print_text(&format!(
+            "{}{}: {} error(s), {} warning(s)\n",
+            f.render(),
             a.eif_path.display(),
             f.count(Level::Error),
             f.count(Level::Warning)
-        );
+        ))?;
     }
     Ok(if f.has_error() { 1 } else { 0 })
 }

@@ -95,45 +95,68 @@ pub fn run(a: &VerifyBuildArgs, json: bool) -> anyhow::Result<i32> {
             "Differences": diff,
         }))?;
     } else {
-        print_report(matches, &checks, diff.as_ref());
+        crate::output::print_text(&report(matches, &checks, diff.as_ref()))?;
     }
     Ok(if matches { 0 } else { MISMATCH_EXIT })
 }
 
-fn print_report(matches: bool, checks: &[PcrCheck], diff: Option<&EifDiff>) {
+/// The human-readable report (`--json` prints the same as JSON).
+fn report(matches: bool, checks: &[PcrCheck], diff: Option<&EifDiff>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     if matches {
-        println!("MATCH: the rebuilt image has the expected measurements");
+        let _ = writeln!(
+            out,
+            "MATCH: the rebuilt image has the expected measurements"
+        );
     } else {
-        println!("MISMATCH: the rebuilt image differs from the expected one");
+        let _ = writeln!(
+            out,
+            "MISMATCH: the rebuilt image differs from the expected one"
+        );
     }
     for c in checks {
         let verdict = if c.matches { "same" } else { "DIFFERS" };
-        println!("  {}: {verdict} ({})", c.pcr, c.covers);
+        let _ = writeln!(out, "  {}: {verdict} ({})", c.pcr, c.covers);
         if !c.matches {
-            println!("    expected {}\n    rebuilt  {}", c.expected, c.rebuilt);
+            let _ = writeln!(
+                out,
+                "    expected {}\n    rebuilt  {}",
+                c.expected, c.rebuilt
+            );
         }
     }
     let Some(diff) = diff else {
         if !matches {
-            println!("  compare with --eif-path IMAGE to see which sections and files differ");
+            let _ = writeln!(
+                out,
+                "  compare with --eif-path IMAGE to see which sections and files differ"
+            );
         }
-        return;
+        return out;
     };
     if matches && !diff.same() {
-        println!("  (sections outside the PCRs differ, e.g. metadata or signature)");
+        let _ = writeln!(
+            out,
+            "  (sections outside the PCRs differ, e.g. metadata or signature)"
+        );
     }
     for s in diff.sections.iter().filter(|s| s.status != "same") {
-        println!("  section {}: {}", s.section, s.status);
+        let _ = writeln!(out, "  section {}: {}", s.section, s.status);
     }
     if let Some((want, got)) = &diff.cmdline {
-        println!("    expected cmdline {want}\n    rebuilt  cmdline {got}");
+        let _ = writeln!(
+            out,
+            "    expected cmdline {want}\n    rebuilt  cmdline {got}"
+        );
     }
     for f in &diff.files {
-        match &f.detail {
-            Some(d) => println!("    {} {}: {} ({d})", f.ramdisk, f.path, f.change),
-            None => println!("    {} {}: {}", f.ramdisk, f.path, f.change),
-        }
+        let _ = match &f.detail {
+            Some(d) => writeln!(out, "    {} {}: {} ({d})", f.ramdisk, f.path, f.change),
+            None => writeln!(out, "    {} {}: {}", f.ramdisk, f.path, f.change),
+        };
     }
+    out
 }
 
 /// What PCR `name` measures.
