@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use attestation::ca::{Ca, CaFiles, LeafAttester};
+use attestation::ca::{CaFiles, LeafAttester};
 use attestation::document::{DocumentError, PayloadError};
 use attestation::eif::Eif;
 use attestation::nsm::Attester;
@@ -170,22 +170,6 @@ fn unusable_ca(ca_dir: &Path, e: &dyn std::error::Error) -> String {
 }
 
 impl Attestation {
-    /// Loads the CA from `ca_dir` and issues enclave `enclave_id` a fresh P-384 leaf valid for
-    /// [`LEAF_LIFETIME`]; without a usable CA, an identity that cannot sign (and says why).
-    pub fn for_enclave(enclave_id: &str, debug: bool, ca_dir: &Path) -> Self {
-        let module_id = module_id(enclave_id);
-        let leaf = Ca::load(ca_dir).and_then(|ca| ca.issue_leaf(enclave_id, LEAF_LIFETIME));
-        match leaf {
-            Ok(leaf) => Self {
-                attester: Some(Arc::new(LeafAttester::new(leaf, module_id.clone(), debug))),
-                module_id,
-                unavailable: None,
-                pcr4: host_identity(),
-            },
-            Err(e) => Self::unavailable(enclave_id, unusable_ca(ca_dir, &e)),
-        }
-    }
-
     /// Reads the CA's files from `ca_dir` and returns the identity at once; the CA's key is
     /// decoded and the leaf issued by the first Attestation request ([`PendingAttester`]).
     /// Without usable CA files: an identity that cannot sign (and says why). A key file that
@@ -311,6 +295,7 @@ impl Attestation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use attestation::ca::Ca;
 
     #[test]
     fn module_id_names_enclave_and_runtime() {
@@ -322,7 +307,7 @@ mod tests {
     #[test]
     fn missing_ca_leaves_attestation_unavailable_with_a_reason() {
         let dir = std::env::temp_dir().join(format!("enclave-no-ca-{}", std::process::id()));
-        let a = Attestation::for_enclave("enc-0000000000000001", false, &dir);
+        let a = Attestation::deferred("enc-0000000000000001", false, &dir);
         assert!(!a.available());
         let status = a.status();
         assert!(status.starts_with("unavailable: "), "{status}");
@@ -455,7 +440,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("enclave-ca-attest-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Ca::init(&dir).unwrap();
-        let a = Attestation::for_enclave("enc-0000000000000002", true, &dir);
+        let a = Attestation::deferred("enc-0000000000000002", true, &dir);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(a.available(), "{}", a.status());
         assert_eq!(a.status(), AVAILABLE);
