@@ -37,22 +37,12 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         "Warnings": f.count(Level::Warning),
         "Findings": f.0,
     });
-    if json {
-        crate::output::print_json(&value)?;
+    let subject = if f.has_error() {
+        "run-enclave cannot work on this host yet"
     } else {
-        crate::output::print_text(&format!(
-            "{}{}: {} error(s), {} warning(s)\n",
-            f.render(),
-            if f.has_error() {
-                "run-enclave cannot work on this host yet"
-            } else {
-                "this host can run enclaves"
-            },
-            f.count(Level::Error),
-            f.count(Level::Warning)
-        ))?;
-    }
-    Ok(if f.has_error() { 1 } else { 0 })
+        "this host can run enclaves"
+    };
+    f.print(json, &value, subject)
 }
 
 fn check_kvm(f: &mut Findings) {

@@ -88,6 +88,28 @@ impl Findings {
         }
         out
     }
+
+    /// Prints the report: `value` (JSON the caller built around the findings) with `--json`,
+    /// else the table and a last line `subject: N error(s), M warning(s)`. Returns the exit
+    /// code: 1 when any finding is an error.
+    pub fn print(
+        &self,
+        json: bool,
+        value: &serde_json::Value,
+        subject: &str,
+    ) -> anyhow::Result<i32> {
+        if json {
+            crate::output::print_json(value)?;
+        } else {
+            crate::output::print_text(&format!(
+                "{}{subject}: {} error(s), {} warning(s)\n",
+                self.render(),
+                self.count(Level::Error),
+                self.count(Level::Warning)
+            ))?;
+        }
+        Ok(i32::from(self.has_error()))
+    }
 }
 
 #[cfg(test)]

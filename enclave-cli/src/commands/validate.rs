@@ -32,18 +32,7 @@ pub fn run(a: &ValidateEifArgs, json: bool) -> anyhow::Result<i32> {
         "Measurements": summary.measurements,
         "Findings": f.0,
     });
-    if json {
-        crate::output::print_json(&value)?;
-    } else {
-        crate::output::print_text(&format!(
-            "{}{}: {} error(s), {} warning(s)\n",
-            f.render(),
-            a.eif_path.display(),
-            f.count(Level::Error),
-            f.count(Level::Warning)
-        ))?;
-    }
-    Ok(if f.has_error() { 1 } else { 0 })
+    f.print(json, &value, &a.eif_path.display().to_string())
 }
 
 /// What the checks learnt beyond the findings.
