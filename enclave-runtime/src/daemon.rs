@@ -209,7 +209,7 @@ fn launch(
     let _ = register_signal_handler(libc::SIGINT, on_term);
 
     let eif = Arc::new(
-        std::fs::read(&req.eif_path).map_err(|source| DaemonError::ReadEif {
+        crate::memory::read_populated(&req.eif_path).map_err(|source| DaemonError::ReadEif {
             path: req.eif_path.clone(),
             source,
         })?,

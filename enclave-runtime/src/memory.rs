@@ -273,6 +273,33 @@ impl Drop for GuestRam {
     }
 }
 
+/// Reads the whole file at `path` into a buffer whose pages are populated in one call first
+/// (`MADV_POPULATE_WRITE`) instead of faulting in one by one as the read fills them: for an
+/// image of a few MiB that is most of the read's time on hosts where a page fault is dear.
+/// Where the kernel lacks the advice (before 5.14) the pages fault in as usual.
+pub fn read_populated(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    let mut buf: Vec<u8> = Vec::new();
+    buf.try_reserve_exact(len.saturating_add(1))
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+    let page = usize::try_from(layout::PAGE_SIZE).unwrap_or(4096);
+    let start = buf.as_mut_ptr();
+    let first = start.align_offset(page);
+    let span = buf.capacity().saturating_sub(first) / page * page;
+    if span > 0 {
+        // SAFETY: `start + first .. start + first + span` lies inside the allocation `buf` owns
+        // (`first + span <= capacity`), is page-aligned, and MADV_POPULATE_WRITE only makes
+        // those pages present; it neither changes nor exposes their contents.
+        unsafe {
+            libc::madvise(start.add(first).cast(), span, libc::MADV_POPULATE_WRITE);
+        }
+    }
+    file.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// A guest address or length that does not name accessible memory (the program gets `EFAULT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("bad guest address")]
@@ -501,6 +528,19 @@ mod tests {
         let end = r.size() - 4;
         r.write(end, b"abcd").unwrap();
         assert_eq!(u.read_cstr(end, 4096), Err(CStrError::Fault));
+    }
+
+    #[test]
+    fn read_populated_reads_every_byte() {
+        let path =
+            std::env::temp_dir().join(format!("enclave-read-populated-{}", std::process::id()));
+        for len in [0usize, 1, 4095, 4096, 3 * 4096 + 17, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+            std::fs::write(&path, &data).unwrap();
+            assert_eq!(read_populated(&path).unwrap(), data, "{len} bytes");
+        }
+        let _ = std::fs::remove_file(&path);
+        assert!(read_populated(&path).is_err(), "a missing file is an error");
     }
 
     #[test]
