@@ -1,6 +1,6 @@
 //! Production-mode enclaves through the real CLI: what run-enclave and describe-enclaves
-//! report, the console refused, terminate and recovery after the VMM is killed give every
-//! CPU, MiB, run directory and cgroup back.
+//! report, the console refused, terminate (also of a VMM that does not answer) and recovery
+//! after the VMM is killed give every CPU, MiB, run directory and cgroup back.
 
 use std::time::Duration;
 
@@ -148,6 +148,28 @@ fn killed_vmm_is_reclaimed_by_the_next_command() {
     let out = env.terminate(str_field(&again, "EnclaveID"));
     out.ok();
     env.assert_no_leftovers("after the second enclave");
+}
+
+#[test]
+#[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
+fn terminate_kills_a_vmm_that_does_not_answer() {
+    let env = TestEnv::new().expect("test env");
+    let pool = env.apply_pool(&PoolSpec::new(256, 1));
+    let eif = env.build_eif("spin", &ImageSpec::default());
+    let info = env.start(&eif);
+    let id = str_field(&info, "EnclaveID").to_owned();
+    let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
+    let raw = i32::try_from(pid).expect("pid fits");
+    // SAFETY: kill has no memory-safety preconditions; `raw` is the VMM this test started.
+    assert_eq!(unsafe { libc::kill(raw, libc::SIGSTOP) }, 0);
+
+    // Its control socket accepts but nobody answers: terminate kills the process its claim
+    // names (pid and start time) and reclaims everything.
+    let out = env.terminate(&id);
+    out.ok();
+    wait_until_dead(pid);
+    env.assert_no_leftovers("after terminating a stopped VMM");
+    assert_pool_all_free(&env, &pool);
 }
 
 #[test]

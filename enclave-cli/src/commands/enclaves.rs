@@ -102,7 +102,6 @@ fn terminate_one(paths: &PoolPaths, id: &str, gone_ok: bool) -> anyhow::Result<T
         return Ok(Terminated::Record(record.state));
     }
     let control = Control::new(&dir);
-    let pid = control.describe().ok().map(|i| i.process_id);
     if control.terminate().is_ok() {
         let deadline = Instant::now() + TERMINATE_GRACE;
         while Instant::now() < deadline {
@@ -117,11 +116,13 @@ fn terminate_one(paths: &PoolPaths, id: &str, gone_ok: bool) -> anyhow::Result<T
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    // The VMM does not answer or did not finish: kill it and reclaim what it held.
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill has no memory-safety preconditions; the pid comes from the VMM itself.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        std::thread::sleep(Duration::from_millis(50));
+    // The VMM does not answer or did not finish: kill it and reclaim what it held. Its claim
+    // names the process by pid and start time, so a pid reused meanwhile is left alone.
+    if let Ok(Some(claim)) = pool::Claim::open(paths, id) {
+        let r = claim.record();
+        if pool::kill_same_process(r.pid, r.start_time).unwrap_or(false) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let _ = pool::reclaim_dead(paths);
     if dir.exists() && !paths.claim_file(id).exists() {

@@ -49,6 +49,7 @@ pub use cpulist::{CpuList, CpuListError, MAX_CPU_ID};
 pub use error::{PoolError, Result};
 pub use hugepages::{counts as hugepage_counts, HugepageCounts, HUGEPAGES_2M_DIR};
 pub use id::{new_enclave_id, validate_enclave_id, ENCLAVE_ID_PREFIX};
+pub use process::kill_same_process;
 pub use state::{
     apply, release, release_force, show, ClaimStatus, MemoryBacking, PoolState, PoolStatus,
 };
