@@ -45,6 +45,33 @@ fn assert_pool_all_free(env: &TestEnv, pool: &Value) {
     assert_eq!(u64_field(&status, "claimed_memory_mib"), 0, "{status:#}");
 }
 
+/// A production enclave running the `spin` program on a fresh one-CPU pool.
+struct Spinning {
+    env: TestEnv,
+    pool: Value,
+    eif: std::path::PathBuf,
+    info: Value,
+    id: String,
+    pid: u32,
+}
+
+fn spinning() -> Spinning {
+    let env = TestEnv::new().expect("test env");
+    let pool = env.apply_pool(&PoolSpec::new(256, 1));
+    let eif = env.build_eif("spin", &ImageSpec::default());
+    let info = env.start(&eif);
+    let id = str_field(&info, "EnclaveID").to_owned();
+    let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
+    Spinning {
+        env,
+        pool,
+        eif,
+        info,
+        id,
+        pid,
+    }
+}
+
 #[test]
 #[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn production_enclave_is_described_and_has_no_console() {
@@ -83,12 +110,14 @@ fn production_enclave_is_described_and_has_no_console() {
 #[test]
 #[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn terminate_gives_everything_back() {
-    let env = TestEnv::new().expect("test env");
-    let pool = env.apply_pool(&PoolSpec::new(256, 1));
-    let eif = env.build_eif("spin", &ImageSpec::default());
-    let info = env.start(&eif);
-    let id = str_field(&info, "EnclaveID").to_owned();
-    let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
+    let Spinning {
+        env,
+        pool,
+        info,
+        id,
+        pid,
+        ..
+    } = spinning();
     let cgroup = env.cgroup_dir().expect("cpuset mount").join(&id);
     assert!(cgroup.is_dir(), "no enclave cgroup {}", cgroup.display());
     assert_eq!(
@@ -112,12 +141,14 @@ fn terminate_gives_everything_back() {
 #[test]
 #[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn killed_vmm_is_reclaimed_by_the_next_command() {
-    let env = TestEnv::new().expect("test env");
-    let pool = env.apply_pool(&PoolSpec::new(256, 1));
-    let eif = env.build_eif("spin", &ImageSpec::default());
-    let info = env.start(&eif);
-    let id = str_field(&info, "EnclaveID").to_owned();
-    let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
+    let Spinning {
+        env,
+        pool,
+        eif,
+        info,
+        id,
+        pid,
+    } = spinning();
 
     host::kill9(pid);
     wait_until_dead(pid);
@@ -153,12 +184,9 @@ fn killed_vmm_is_reclaimed_by_the_next_command() {
 #[test]
 #[cfg_attr(not(enclave_host), ignore = "needs /dev/kvm, root and a cpuset cgroup")]
 fn terminate_kills_a_vmm_that_does_not_answer() {
-    let env = TestEnv::new().expect("test env");
-    let pool = env.apply_pool(&PoolSpec::new(256, 1));
-    let eif = env.build_eif("spin", &ImageSpec::default());
-    let info = env.start(&eif);
-    let id = str_field(&info, "EnclaveID").to_owned();
-    let pid = u32::try_from(u64_field(&info, "ProcessID")).expect("pid");
+    let Spinning {
+        env, pool, id, pid, ..
+    } = spinning();
     let raw = i32::try_from(pid).expect("pid fits");
     // SAFETY: kill has no memory-safety preconditions; `raw` is the VMM this test started.
     assert_eq!(unsafe { libc::kill(raw, libc::SIGSTOP) }, 0);
