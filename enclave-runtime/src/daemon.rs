@@ -32,7 +32,7 @@ use vcpu0::Vcpu0;
 
 /// Name of the state file in a run directory.
 pub const STATE_FILE: &str = crate::records::STATE_FILE;
-/// How long an enclave runs before the VMM moves into the enclave's cpuset.
+/// How long an enclave runs before its vCPU threads move into the enclave's cpuset.
 const CGROUP_MOVE_DELAY: Duration = Duration::from_millis(50);
 /// How long a launch waits for the enclave's heartbeat (made at the program's first system call).
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -291,8 +291,8 @@ fn launch(
     // The move of the vCPU threads into the enclave's cpuset (host-side threads stay on the
     // parent's CPUs) costs ~13 ms of RCU synchronisation per thread on cgroup v1, so it
     // happens beside the enclave, once it has lived CGROUP_MOVE_DELAY (short-lived enclaves
-    // end before and skip it). Its thread is started after the image
-    // was measured, so its seccomp filter (a BPF JIT) does not slow the measuring.
+    // end before and skip it). Its thread is started after the image was measured, so its
+    // seccomp filter (a BPF JIT) does not slow the measuring.
     let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
     let moving = std::thread::Builder::new()
         .name("cgroup-mover".into())

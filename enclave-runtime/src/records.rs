@@ -6,8 +6,8 @@
 //! for a debug-mode enclave, `console.log`, the last [`CONSOLE_LOG_BYTES`] of its console. A
 //! record stays until `enclave terminate-enclave --enclave-id <id>` (or `--all`) removes it;
 //! at most [`MAX_RECORDS`] are kept, the oldest go first ([`prune`], which the VMM calls
-//! after it kept its record, and `describe-enclaves` after it reclaimed dead VMMs). An enclave terminated on
-//! request leaves no record (its run directory goes entirely, as before). A VMM that dies
+//! after it kept its record, and `describe-enclaves` after it reclaimed dead VMMs). An
+//! enclave terminated on request leaves no record (its run directory goes entirely, as before). A VMM that dies
 //! itself (`kill -9`, OOM killer, seccomp) cannot write one: the command that reclaims its
 //! claim turns its run directory into a record with state `VMM_DIED` and an `EndReason`
 //! ([`mark_vmm_died`]); its console output is lost with it.

@@ -39,6 +39,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The name every thread that runs guest code starts with (`vcpu0`, `vcpu-t<N>`): the cgroup
+/// mover finds them by it.
+pub const VCPU_THREAD_PREFIX: &str = "vcpu";
+
 /// The KVM handles of an enclave's VM, and nothing else: no vCPU can be made or run through
 /// them. Closing the last handle destroys the VM in the host kernel, which takes ~0.6 ms on
 /// kvm_pvm; a launcher holding them announces an enclave's end first and destroys its VM
@@ -233,7 +237,7 @@ impl ThreadSpawner for Threads {
             clear_child_tid: start.clear_child_tid,
         };
         let handle = std::thread::Builder::new()
-            .name(format!("vcpu-t{}", start.tid))
+            .name(format!("{VCPU_THREAD_PREFIX}-t{}", start.tid))
             .stack_size(256 << 10)
             .spawn(move || me.worker(&kernel, vcpu, thread))
             .map_err(|_| Errno::EAGAIN)?;

@@ -17,7 +17,7 @@ use crate::control::server::Event;
 use crate::image::ImageError;
 use crate::pool::{Claim, HostCpus};
 use crate::seccomp::{self, ThreadKind};
-use crate::threads::Stopper;
+use crate::threads::{Stopper, VCPU_THREAD_PREFIX};
 use crate::vcpu::Outcome;
 use crate::vmm::{self, Enclave};
 
@@ -58,7 +58,7 @@ impl Vcpu0 {
         let (enclave, enclave_rx) = mpsc::channel::<Enclave>();
         let (outcome_tx, outcome) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("vcpu0".into())
+            .name(format!("{VCPU_THREAD_PREFIX}0"))
             .spawn(move || {
                 s.host_cpus.enter();
                 let measurements = crate::image::measure(&s.eif);

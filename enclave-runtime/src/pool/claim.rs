@@ -16,6 +16,7 @@ use super::id::validate_enclave_id;
 use super::process::{is_same_live_process, start_time};
 use super::state::{MemoryBacking, PoolState};
 use super::{read_json, remove_file, write_json, PoolLock, PoolPaths};
+use crate::threads::VCPU_THREAD_PREFIX;
 
 /// Which CPUs an enclave asks for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -162,18 +163,13 @@ impl Claim {
         set_affinity(tid, &set).map_err(affinity_err)
     }
 
-    /// Moves every thread of process `pid` into the enclave's cpuset (slow on cgroup v1: a
-    /// few milliseconds of RCU synchronisation, so callers may do it off the launch path).
-    pub fn attach_process(&self, pid: u32) -> Result<()> {
-        self.mount.attach_process(&self.record.cgroup, pid)
-    }
-
     /// The enclave's vsock CID.
     pub fn cid(&self) -> u64 {
         self.record.cid.unwrap_or(FIRST_CID)
     }
 
-    /// A detached copy that can move processes into this claim's cpuset from another thread.
+    /// A detached copy that can move the VMM's vCPU threads into this claim's cpuset from
+    /// another thread.
     pub fn cgroup_mover(&self) -> CgroupMover {
         CgroupMover {
             mount: self.mount.clone(),
@@ -190,7 +186,7 @@ impl Claim {
     }
 }
 
-/// Moves a process into a claim's cpuset (see [`Claim::cgroup_mover`]).
+/// Moves a VMM's vCPU threads into a claim's cpuset (see [`Claim::cgroup_mover`]).
 #[derive(Debug, Clone)]
 pub struct CgroupMover {
     mount: CpusetMount,
@@ -198,27 +194,19 @@ pub struct CgroupMover {
 }
 
 impl CgroupMover {
-    /// Moves every thread of `pid` into the claim's cpuset.
-    pub fn attach_process(&self, pid: u32) -> Result<()> {
-        self.mount.attach_process(&self.dir, pid)
-    }
-
-    /// Moves the threads of this process that run guest code (named `vcpu…`) into the claim's
-    /// cpuset; returns how many. On cgroup v1 threads may live in different cgroups: the VMM's
+    /// Moves the threads of this process that run guest code (named
+    /// [`VCPU_THREAD_PREFIX`]…) into the claim's cpuset (slow on cgroup v1: a few milliseconds
+    /// of RCU synchronisation per thread, so callers do it off the launch path). On cgroup v1 threads may live in different cgroups: the VMM's
     /// host-side threads stay with the parent, and the threads a vCPU thread creates later
     /// inherit its cpuset. On cgroup v2 a domain cgroup takes whole processes: every thread
     /// of the process moves.
-    pub fn attach_vcpus(&self) -> Result<usize> {
+    pub fn attach_vcpus(&self) -> Result<()> {
         if self.mount.version == super::CgroupVersion::V2 {
-            self.mount.attach_process(&self.dir, std::process::id())?;
-            return Ok(0);
+            return self.mount.attach_process(&self.dir, std::process::id());
         }
-        let mut moved = 0;
-        let tasks = std::fs::read_dir("/proc/self/task").map_err(|source| PoolError::Io {
-            what: "list the threads in",
-            path: "/proc/self/task".into(),
-            source,
-        })?;
+        let own_tasks = std::path::Path::new("/proc/self/task");
+        let tasks =
+            std::fs::read_dir(own_tasks).map_err(io_err("list the threads in", own_tasks))?;
         for task in tasks.filter_map(std::result::Result::ok) {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             let Some(tid) = task
@@ -228,14 +216,12 @@ impl CgroupMover {
             else {
                 continue;
             };
-            if comm.starts_with("vcpu") {
+            if comm.starts_with(VCPU_THREAD_PREFIX) {
                 // A thread that ended meanwhile is no error.
-                if self.mount.attach(&self.dir, tid).is_ok() {
-                    moved += 1;
-                }
+                let _ = self.mount.attach(&self.dir, tid);
             }
         }
-        Ok(moved)
+        Ok(())
     }
 }
 

@@ -23,11 +23,7 @@ pub fn kill_same_process(pid: u32, start: u64) -> std::io::Result<bool> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0u32) };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ESRCH) => Ok(false),
-            _ => Err(e),
-        };
+        return gone_or_error();
     }
     let fd = i32::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: pidfd_open succeeded, so `fd` is a new descriptor nobody else owns.
@@ -49,13 +45,18 @@ pub fn kill_same_process(pid: u32, start: u64) -> std::io::Result<bool> {
         )
     };
     if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ESRCH) => Ok(false),
-            _ => Err(e),
-        };
+        return gone_or_error();
     }
     Ok(true)
+}
+
+/// After a failed pidfd call: `Ok(false)` if the process is gone (`ESRCH`), else the error.
+fn gone_or_error() -> std::io::Result<bool> {
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// Extracts the start time from a `/proc/<pid>/stat` line; `None` for zombies and dead tasks.
